@@ -1,0 +1,49 @@
+# Two commands for a fresh machine:  make book  |  make test
+# Both create and reuse .venv with the pinned versions of constraints.txt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The shared photos beside the checkout, when they are there (see README).
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/animals),)
+export TLHELPERS_DATA ?= $(SHARED_DATA)
+endif
+export PYTHONUNBUFFERED := 1
+
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+.PHONY: setup test unit nbval book notebooks bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	set -o pipefail; $(PY) -m pip install --quiet -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || exit 1
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests notebooks $(NBVAL)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests
+
+nbval: $(STAMP)
+	$(PY) -m pytest -q notebooks $(NBVAL)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# Re-execute the chapters in place, storing outputs and widget state (maintainers).
+notebooks: $(STAMP)
+	$(PY) tools/execute_notebooks.py $(or $(NB),notebooks/*.ipynb)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,11 @@
+"""pytest configuration shared by the unit tests and the notebook regression suite.
+
+The notebooks' stored outputs were produced with the packaged fallback weights,
+so the suite pins them: every machine, online or not, then prints the same thing.
+Kernels started by nbval inherit this environment.
+"""
+
+import os
+
+os.environ["TLHELPERS_FORCE_FALLBACK"] = "1"
+os.environ["TLHELPERS_OFFLINE"] = "1"

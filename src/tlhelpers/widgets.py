@@ -1,0 +1,67 @@
+"""Interactive explorers built with ipywidgets (chapters 1 and 4).
+
+Each function returns a widget to display; the figures inside are drawn into
+``Output`` widgets, so a notebook saved with its widget state shows the first
+view even in the static HTML book.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Callable, Mapping, Sequence
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+
+from tlhelpers import plots
+
+Prediction = Sequence[tuple[str, float]]
+
+
+def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object], Prediction],
+                        title: str = "", allow_upload: bool = True) -> w.Widget:
+    """Pick a photo (or upload one) and see its top-k predictions as bars.
+
+    ``photos`` maps a display name to a PIL image; ``predict(image)`` returns
+    ``[(label, probability), ...]``, best first.  Chapter 1 passes ImageNet
+    top-5, chapter 4 the three animal classes.
+    """
+    choice = w.Dropdown(options=list(photos), description="Photo:")
+    upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+    out = w.Output()
+    uploaded: dict[str, object] = {}
+
+    def show(name: str) -> None:
+        image = uploaded.get(name) or photos[name]
+        out.clear_output(wait=True)
+        with out:
+            fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 1.6]})
+            left.imshow(plots.to_image(image))
+            left.axis("off")
+            left.set_title(name, fontsize=9)
+            labels, probs = zip(*predict(image))
+            plots.topk_bars(right, probs, labels, title=title)
+            fig.tight_layout()
+            plt.show()
+
+    def on_upload(change) -> None:
+        from tlhelpers import data
+
+        for item in change["new"]:
+            name = f"uploaded: {item['name']}"
+            try:
+                uploaded[name] = data.load_rgb(io.BytesIO(bytes(item["content"])))
+            except data.UnreadableImage as err:
+                out.clear_output()
+                with out:
+                    print(f"Cannot use {item['name']}: {err.reason}")
+                return
+            choice.options = [*choice.options, name] if name not in choice.options else choice.options
+            choice.value = name
+
+    choice.observe(lambda change: show(change["new"]), names="value")
+    upload.observe(on_upload, names="value")
+    show(choice.value)
+    controls = [choice, upload] if allow_upload else [choice]
+    return w.VBox([w.HBox(controls), out])
+

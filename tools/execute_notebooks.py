@@ -1,0 +1,45 @@
+"""Execute chapters in place and store their outputs and widget state (`make notebooks`).
+
+The stored outputs are what the book shows and what `pytest --nbval` compares
+against, so they are produced under the same pinned conditions as the test suite:
+the packaged fallback weights and no downloads.
+
+    python tools/execute_notebooks.py notebooks/01_pretrained_inference.ipynb ...
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def execute(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=1800,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=True,  # widgets render in the static HTML book
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    nbformat.write(notebook, path)
+    return seconds
+
+
+def main(paths: list[str]) -> int:
+    os.environ["TLHELPERS_FORCE_FALLBACK"] = "1"
+    os.environ["TLHELPERS_OFFLINE"] = "1"
+    for name in paths:
+        seconds = execute(Path(name))
+        print(f"{name}: executed in {seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
