@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup test unit nbval book notebooks bench clean
+.PHONY: setup test unit nbval book check-book notebooks bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks $(NBVAL)
+	$(MAKE) --no-print-directory check-book
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
@@ -35,8 +36,24 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)
 
-book: $(STAMP)
+# The widget JavaScript (@jupyter-widgets/html-manager) from the npm registry; never committed.
+WIDGET_JS := .widget-js/static/html-manager/embed.js
+
+book: $(STAMP) $(WIDGET_JS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+$(WIDGET_JS): tools/fetch_widget_js.py
+	$(PYTHON) tools/fetch_widget_js.py
+
+# Every page of the built book in headless Chromium (tests/browser); screenshots in _build/screenshots.
+CHROMIUM := /usr/bin/chromium
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+check-book: book $(CHROMIUM)
+	TLBOOK_BROWSER=1 $(PY) -m pytest -q tests/browser
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # Re-execute the chapters in place, storing outputs and widget state (maintainers).
 notebooks: $(STAMP)

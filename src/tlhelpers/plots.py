@@ -89,3 +89,168 @@ def predictions_figure(images: Sequence, top: Sequence[Sequence[tuple[str, float
         fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- #
+# Training curves, result tables, confusion matrix (chapters 3 and 4)
+# --------------------------------------------------------------------------- #
+
+_METRIC_LABELS = {
+    "train_acc": "training accuracy",
+    "val_acc": "validation accuracy",
+    "test_acc": "test accuracy",
+    "train_loss": "training loss (cross-entropy, nats)",
+    "val_loss": "validation loss (cross-entropy, nats)",
+    "lr": "learning rate",
+    "seconds": "time per epoch (s)",
+}
+
+
+def _metric_values(history, metric: str) -> list:
+    """One metric per epoch from a ``train.History`` or a list of row dicts."""
+    if hasattr(history, "column"):
+        return history.column(metric)
+    return [row.get(metric) for row in history]
+
+
+def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str = "minmax",
+                    title: str | None = None):
+    """One curve per strategy: the mean over seeds with a shaded band (chapters 3 and 4).
+
+    ``histories`` maps a strategy name to a ``History`` or a list of them (one
+    per seed); the band spans min–max over seeds (``band="std"``: mean ± one
+    standard deviation).  Runs of different lengths are cut to the shortest.
+    Accuracies are drawn as percentages.  Returns the figure.
+    """
+    if band not in ("minmax", "std"):
+        raise ValueError(f"band must be 'minmax' or 'std', not {band!r}")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    else:
+        fig = ax.figure
+    n_seeds = set()
+    for index, (strategy, runs) in enumerate(histories.items()):
+        runs = [runs] if hasattr(runs, "column") or (runs and isinstance(runs[0], dict)) else list(runs)
+        curves = [[np.nan if v is None else v for v in _metric_values(run, metric)] for run in runs]
+        length = min((len(curve) for curve in curves), default=0)
+        if length == 0:
+            continue
+        values = np.array([curve[:length] for curve in curves], dtype=float)
+        epochs = np.arange(1, length + 1)
+        mean = np.nanmean(values, axis=0)
+        if band == "std":
+            spread = np.nanstd(values, axis=0)
+            low, high = mean - spread, mean + spread
+        else:
+            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        color = _CYCLE[index % len(_CYCLE)]
+        ax.plot(epochs, mean, color=color, marker="o", markersize=3, label=f"{strategy} (n={len(runs)})")
+        if len(runs) > 1:
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+        n_seeds.add(len(runs))
+    label = _METRIC_LABELS.get(metric, metric)
+    if metric.endswith("acc"):
+        from matplotlib.ticker import PercentFormatter
+
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        label += " (%)"
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    spread_text = "min–max" if band == "minmax" else "±1 std"
+    ax.set_title(title or f"{label[0].upper()}{label[1:]}: mean over seeds, band {spread_text}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",),
+                  digits: int = 1) -> str:
+    """A Markdown table of mean ± standard deviation per group (chapter 4).
+
+    ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
+    groups keep their order of first appearance.  Metrics ending in ``acc``
+    are shown in percent; the standard deviation is the sample one (n − 1) and
+    is left out for a single run.  Missing (``None``) values are skipped.
+    Print it, or show it with ``IPython.display.Markdown``.
+    """
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row[group], []).append(row)
+
+    def cell(values: list[float], percent: bool) -> str:
+        if not values:
+            return "–"
+        values = np.asarray(values, dtype=float) * (100 if percent else 1)
+        text = f"{values.mean():.{digits}f}"
+        if len(values) > 1:
+            text += f" ± {values.std(ddof=1):.{digits}f}"
+        return text
+
+    header = [group, "runs"] + [f"{m} (%)" if m.endswith("acc") else m for m in metrics]
+    body = []
+    for name, members in groups.items():
+        cells = [str(name), str(len(members))]
+        for metric in metrics:
+            values = [r[metric] for r in members if r.get(metric) is not None]
+            cells.append(cell(values, metric.endswith("acc")))
+        body.append(cells)
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
+    return "\n".join([line(header), rule] + [line(cells) for cells in body])
+
+
+def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str | None = None):
+    """Counts of true class (rows) × predicted class (columns), coloured by row share (chapter 4).
+
+    Each cell shows its count and its share of the true class, so classes
+    of different sizes compare fairly.  Returns the figure.
+    """
+    y_true = np.asarray(torch.as_tensor(y_true).cpu(), dtype=np.int64)
+    y_pred = np.asarray(torch.as_tensor(y_pred).cpu(), dtype=np.int64)
+    k = len(classes)
+    counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 1.1 * k + 1.2))
+    else:
+        fig = ax.figure
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=9,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), classes)
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    total = counts.sum()
+    correct = np.trace(counts) / max(total, 1)
+    ax.set_title(title or f"Confusion matrix ({total} images, {correct:.1%} correct)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images: Sequence, preds, labels, classes: Sequence[str], ncols: int = 4,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    suptitle: str | None = "prediction / truth (red: wrong)"):
+    """Photos titled "predicted / true", the wrong ones in red (chapters 2 and 4).
+
+    ``images`` are PIL images, HWC arrays or CHW tensors in [0, 1]; for
+    normalised tensors pass the ``mean`` and ``std`` of the transform to undo it.
+    """
+    preds = [int(p) for p in preds]
+    labels = [int(t) for t in labels]
+    if mean is not None and std is not None:
+        shift = torch.as_tensor(mean).view(-1, 1, 1)
+        scale = torch.as_tensor(std).view(-1, 1, 1)
+        images = [torch.as_tensor(image).cpu() * scale + shift for image in images]
+    titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(preds, labels)]
+    colors = ["black" if p == t else "red" for p, t in zip(preds, labels)]
+    return image_grid(images, titles, ncols=ncols, title_colors=colors, suptitle=suptitle)

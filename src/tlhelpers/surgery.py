@@ -1,0 +1,366 @@
+"""Model surgery: find and replace the head, freeze and unfreeze, count parameters.
+
+Chapter 2 ("Replacing VGG16's head") uses :func:`find_head`,
+:func:`replace_head` and the parameter tables; chapter 3 ("Freezing versus full
+fine-tuning") uses :func:`freeze_all_but_head`, :func:`blocks`,
+:func:`unfreeze_last`, :func:`train_mode` and :func:`param_groups`.
+
+Names are the dotted names of ``model.named_modules()`` / ``named_parameters()``
+(``"layer4.1.conv2"``, ``"classifier.6"``).  A *prefix* matches a parameter
+when it is the parameter's whole name or a dotted leading part of it, so
+``"layer1"`` matches ``"layer1.0.conv1.weight"`` but not ``"layer10.weight"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+# Top-level containers whose children are the stages of a backbone
+# (torchvision VGG/MobileNet/EfficientNet/ConvNeXt `features`, timm `blocks`,
+# `stages`, `layers`); blocks() splits them into one block per child.
+STAGE_CONTAINERS = ("features", "blocks", "stages", "layers")
+_POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+# --------------------------------------------------------------------------- #
+# The head
+# --------------------------------------------------------------------------- #
+
+
+def find_head(model: nn.Module) -> str:
+    """Dotted name of the final ``nn.Linear`` that produces the class scores (chapter 2).
+
+    timm models say where their classifier is (``get_classifier()``); torchvision
+    models keep it in ``fc`` (ResNet), ``classifier`` or the last Linear inside a
+    ``classifier`` Sequential (VGG16: ``"classifier.6"``).  Anything else: the
+    last ``nn.Linear`` in ``named_modules()`` order.
+    """
+    modules = dict(model.named_modules())
+    if hasattr(model, "get_classifier"):
+        classifier = model.get_classifier()
+        for name, module in modules.items():
+            if module is classifier and isinstance(module, nn.Linear):
+                return name
+    for name in ("fc", "classifier", "head"):
+        if isinstance(modules.get(name), nn.Linear):
+            return name
+    linears = [name for name, module in modules.items() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to use as its head")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int, head: str | None = None) -> nn.Linear:
+    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapter 2).
+
+    ``head`` is the dotted name of the layer to replace (default: :func:`find_head`);
+    paths through Sequential indices such as ``"classifier.6"`` work.  The new
+    layer gets PyTorch's default random initialisation, the old layer's device
+    and dtype, and is trainable.  A timm model's ``num_classes`` is updated too.
+    """
+    head = head or find_head(model)
+    old = model.get_submodule(head)
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"{head!r} is a {type(old).__name__}, not an nn.Linear")
+    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
+                    device=old.weight.device, dtype=old.weight.dtype)
+    _set_submodule(model, head, new)
+    if isinstance(getattr(model, "num_classes", None), int):
+        model.num_classes = num_classes
+    return new
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child_name = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child_name, module)
+
+
+# --------------------------------------------------------------------------- #
+# Freezing
+# --------------------------------------------------------------------------- #
+
+
+def _matches(name: str, prefix: str) -> bool:
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+def _set_requires_grad(model: nn.Module, prefixes: str | Iterable[str] | None, value: bool) -> None:
+    if prefixes is None:
+        for parameter in model.parameters():
+            parameter.requires_grad_(value)
+        return
+    prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+    unmatched = set(prefixes)
+    for name, parameter in model.named_parameters():
+        hits = [prefix for prefix in prefixes if _matches(name, prefix)]
+        if hits:
+            parameter.requires_grad_(value)
+            unmatched.difference_update(hits)
+    if unmatched:
+        # A typo would otherwise freeze nothing, silently.
+        raise ValueError(f"no parameter of {type(model).__name__} starts with {sorted(unmatched)}")
+
+
+def freeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
+    """Stop gradients (``requires_grad=False``) for the parameters under ``prefixes``, or all (chapter 3).
+
+    Raises ``ValueError`` when a prefix matches no parameter.
+    """
+    _set_requires_grad(model, prefixes, False)
+
+
+def unfreeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
+    """Make the parameters under ``prefixes`` (or all) trainable again (chapter 3)."""
+    _set_requires_grad(model, prefixes, True)
+
+
+def freeze_all_but_head(model: nn.Module, head: str | None = None) -> str:
+    """Freeze the whole backbone and leave only the head trainable; returns the head's name (chapters 2–4)."""
+    head = head or find_head(model)
+    freeze(model)
+    unfreeze(model, head)
+    return head
+
+
+# --------------------------------------------------------------------------- #
+# Blocks: the backbone cut into stages, for depth-based unfreezing
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Block:
+    """A stage of a backbone: a display ``name`` and the module-name ``prefixes`` it owns.
+
+    ``name`` is a module name (``"layer3"``, ``"blocks.5"``), a range of indices
+    of a Sequential (``"features.0-4"``: VGG16's first conv stage, up to and
+    including its max-pool) or several modules joined by ``+`` (``"conv1+bn1"``).
+    ``prefixes`` are the parameter-holding modules, usable with :func:`freeze`
+    and :func:`unfreeze`.
+    """
+
+    name: str
+    prefixes: tuple[str, ...]
+
+    def owns(self, parameter_name: str) -> bool:
+        """Whether the parameter called ``parameter_name`` belongs to this block."""
+        return any(_matches(parameter_name, prefix) for prefix in self.prefixes)
+
+
+def _has_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(), None) is not None
+
+
+def _is_single_layer(module: nn.Module) -> bool:
+    """A conv, linear or norm layer: own parameters, none in its children (timm's BatchNormAct2d counts)."""
+    return next(module.parameters(recurse=False), None) is not None and not any(
+        _has_parameters(child) for child in module.children())
+
+
+def _group_name(parent: str, members: list[str], holders: list[str]) -> str:
+    if len(holders) == 1 and len(members) == 1:
+        return holders[0]
+    leaves = [member.rpartition(".")[2] for member in members]
+    if all(leaf.isdigit() for leaf in leaves):
+        return f"{parent}.{leaves[0]}-{leaves[-1]}" if parent else f"{leaves[0]}-{leaves[-1]}"
+    return "+".join(holders)
+
+
+def _split_children(parent: str, module: nn.Module, head: str) -> list[Block]:
+    """One block per container child; runs of single layers grouped, closed after a pooling layer."""
+    out: list[Block] = []
+    members: list[str] = []
+    holders: list[str] = []
+
+    def close() -> None:
+        if holders:
+            out.append(Block(_group_name(parent, members, holders), tuple(holders)))
+        members.clear()
+        holders.clear()
+
+    for child_name, child in module.named_children():
+        name = f"{parent}.{child_name}" if parent else child_name
+        if name == head:
+            close()
+            out.append(Block(name, (name,)))
+        elif _matches(head, name):
+            close()
+            out.extend(_split_children(name, child, head))
+        elif not _has_parameters(child):
+            if holders:
+                members.append(name)
+                if isinstance(child, _POOLING):
+                    close()
+        elif _is_single_layer(child):
+            members.append(name)
+            holders.append(name)
+        elif parent == "" and child_name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList)):
+            close()
+            out.extend(_split_children(name, child, head))
+        else:
+            close()
+            out.append(Block(name, (name,)))
+    close()
+    return out
+
+
+def blocks(model: nn.Module, head: str | None = None) -> list[Block]:
+    """The backbone cut into :class:`Block` s, input side first, the head last (chapter 3).
+
+    Rules, in ``named_children()`` order: a top-level container is one block
+    (ResNet's ``layer1`` … ``layer4``); a top-level Sequential/ModuleList called
+    ``features``, ``blocks``, ``stages`` or ``layers`` is split into its
+    children, and runs of single layers are grouped, each group ending after a
+    pooling layer; a container that holds the head is split so that the head
+    is a block of its own.  Parameters owned directly by the model (a ViT's
+    ``cls_token``) form a first block.  This gives
+
+    * ResNet-18: ``conv1+bn1, layer1, layer2, layer3, layer4, fc``
+    * VGG16: ``features.0-4, features.5-9, features.10-16, features.17-23,
+      features.24-30, classifier.0-5, classifier.6``
+    * EfficientNet-Lite0 (timm): ``conv_stem+bn1, blocks.0`` … ``blocks.6,
+      conv_head+bn2, classifier``
+    """
+    head = head or find_head(model)
+    own = tuple(name for name, _ in model.named_parameters(recurse=False))
+    found = [Block("+".join(own), own)] if own else []
+    found.extend(_split_children("", model, head))
+    return found
+
+
+def unfreeze_last(model: nn.Module, k: int, head: str | None = None) -> list[str]:
+    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapter 3).
+
+    ``k=0`` trains the head only; ``k`` larger than the number of blocks
+    unfreezes everything.  Returns the names of the trainable blocks, input
+    side first.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    head = head or find_head(model)
+    body = [block for block in blocks(model, head) if block.prefixes != (head,)]
+    chosen = (body[-k:] if k else []) + [Block(head, (head,))]
+    freeze(model)
+    for block in chosen:
+        unfreeze(model, block.prefixes)
+    return [block.name for block in chosen]
+
+
+# --------------------------------------------------------------------------- #
+# BatchNorm of frozen layers stays in inference mode
+# --------------------------------------------------------------------------- #
+
+
+def frozen_batchnorms(model: nn.Module) -> list[str]:
+    """Names of the BatchNorm layers whose affine parameters are all frozen (chapter 3)."""
+    return [
+        name for name, module in model.named_modules()
+        if isinstance(module, _BatchNorm) and _has_parameters(module)
+        and not any(parameter.requires_grad for parameter in module.parameters())
+    ]
+
+
+def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
+    """``model.train()``, except that frozen BatchNorm layers stay in eval mode (chapter 3).
+
+    In train mode a BatchNorm layer normalises with the statistics of the
+    current batch and updates its running mean and variance, even when its
+    weight and bias are frozen.  A frozen backbone would then drift away from
+    the statistics it was pretrained with, and small batches of a new dataset
+    make that drift noisy; the layers after it, tuned to the old statistics,
+    suddenly see different inputs.  Keras' transfer-learning guide therefore
+    keeps frozen BatchNorm layers in inference mode, and so does this helper:
+    a BatchNorm layer whose parameters are all frozen is put in eval mode.
+    BatchNorm layers without affine parameters follow ``model.train()``.
+    Returns ``model``.
+    """
+    model.train()
+    if frozen_bn_eval:
+        for name in frozen_batchnorms(model):
+            model.get_submodule(name).eval()
+    return model
+
+
+# --------------------------------------------------------------------------- #
+# Counting parameters
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of :func:`trainable_summary`: a top-level module (or ``"total"``) and its counts."""
+
+    name: str
+    trainable: int
+    total: int
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameter values (all, or only those with ``requires_grad``) (chapters 2–3)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_summary(model: nn.Module) -> list[SummaryRow]:
+    """Trainable and total parameters per top-level child, then a ``"total"`` row (chapters 2–3).
+
+    Children without parameters (ReLU, pooling) are left out; parameters owned
+    directly by the model get a row each.  Print it with :func:`format_summary`.
+    """
+    rows = [
+        SummaryRow(name, int(p.requires_grad) * p.numel(), p.numel())
+        for name, p in model.named_parameters(recurse=False)
+    ]
+    rows += [
+        SummaryRow(name, count_parameters(child, trainable_only=True), count_parameters(child))
+        for name, child in model.named_children() if _has_parameters(child)
+    ]
+    rows.append(SummaryRow("total", count_parameters(model, trainable_only=True), count_parameters(model)))
+    return rows
+
+
+def format_summary(rows: list[SummaryRow]) -> str:
+    """A fixed-width text table of :func:`trainable_summary` rows, exact counts with thousands separators.
+
+    The same model gives the same text on every machine, so notebooks can
+    print it and nbval can compare it exactly.
+    """
+    header = ("module", "trainable", "total", "trainable %")
+    body = [
+        (row.name, f"{row.trainable:,}", f"{row.total:,}",
+         f"{100 * row.trainable / row.total:.1f}" if row.total else "-")
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        first, *numbers = cells
+        return "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(numbers, widths[1:])])
+
+    lines = [line(header), "  ".join("-" * w for w in widths)]
+    lines += [line(cells) for cells in body[:-1]]
+    if body and rows[-1].name == "total":
+        lines.append("  ".join("-" * w for w in widths))
+    if body:
+        lines.append(line(body[-1]))
+    return "\n".join(lines)
+
+
+def param_groups(model: nn.Module, head_lr: float, body_lr: float, head: str | None = None) -> list[dict]:
+    """Optimizer parameter groups with one learning rate for the head and another for the rest (chapter 3).
+
+    Discriminative learning rates, as in fastai's ``fine_tune``: the pretrained
+    body moves slowly, the new head quickly.  Only trainable parameters are
+    included and an empty group is left out; each group carries a ``"name"``
+    (``"body"`` or ``"head"``).  Use as ``torch.optim.AdamW(param_groups(...))``.
+    """
+    head = head or find_head(model)
+    groups = {"body": [], "head": []}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups["head" if _matches(name, head) else "body"].append(parameter)
+    lrs = {"body": body_lr, "head": head_lr}
+    return [{"name": name, "params": params, "lr": lrs[name]} for name, params in groups.items() if params]

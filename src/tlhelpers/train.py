@@ -1,0 +1,265 @@
+"""One training loop for every chapter, with evaluation, prediction and seeding.
+
+Chapter 3 ("Freezing versus full fine-tuning") introduces :func:`fit`;
+chapter 4 ("The cats/dogs/pandas experiment") runs it for every strategy and
+seed.  :func:`fit` picks the device by itself (CUDA, Apple MPS, else CPU),
+uses mixed precision and channels-last memory on CUDA, keeps frozen
+BatchNorm layers in eval mode (:func:`tlhelpers.surgery.train_mode`), skips
+the ``None`` batches of :func:`tlhelpers.data.loader` and shows ``tqdm.auto``
+progress bars (widgets in Jupyter, so no rates end up in stored outputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from tlhelpers import surgery
+
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+
+
+def pick_device() -> torch.device:
+    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu`` (chapters 1–4)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) and ask for deterministic kernels (chapters 2–4).
+
+    With ``deterministic`` PyTorch uses deterministic algorithms where it has
+    them and warns (instead of failing) where it does not; on CPU runs then
+    repeat exactly.  ``CUBLAS_WORKSPACE_CONFIG`` is set for CUDA's matrix
+    products when it is not set already (it must be, before CUDA starts).
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+@dataclass
+class History:
+    """Per-epoch records of a training run (chapters 3–4).
+
+    Each row is a dict with the keys of :data:`HISTORY_FIELDS`: ``epoch``
+    (from 1), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (``None``
+    without validation data), ``lr`` (of the first parameter group) and
+    ``seconds`` (wall time of the epoch; never print it in a notebook whose
+    outputs are compared).  Accuracies are fractions in [0, 1].
+    """
+
+    rows: list[dict] = field(default_factory=list)
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def to_rows(self) -> list[dict]:
+        """Copies of the rows, one dict per epoch."""
+        return [dict(row) for row in self.rows]
+
+    def column(self, metric: str) -> list:
+        """The values of one metric, epoch by epoch: ``history.column("val_acc")``."""
+        return [row.get(metric) for row in self.rows]
+
+    def best(self, metric: str = "val_acc", mode: str | None = None) -> dict:
+        """The row of the best epoch for ``metric`` (highest, or lowest for a ``*loss`` metric).
+
+        ``mode`` (``"max"`` or ``"min"``) overrides that guess.  Ties go to the
+        earliest epoch.
+        """
+        mode = mode or ("min" if metric.endswith("loss") else "max")
+        rows = [row for row in self.rows if row.get(metric) is not None]
+        if not rows:
+            raise ValueError(f"no epoch has a value for {metric!r}")
+        pick = min if mode == "min" else max
+        sign = 1 if mode == "min" else -1
+        return dict(pick(rows, key=lambda row: (row[metric], sign * row["epoch"])))
+
+    @property
+    def last(self) -> dict:
+        return dict(self.rows[-1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _inputs(batch, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = batch[0], batch[1]
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    loss_fn: Callable | None = None,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    scheduler=None,
+    scheduler_interval: str = "epoch",
+    frozen_bn_eval: bool = True,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` for ``epochs`` and return its :class:`History` (chapters 3–4).
+
+    * ``optimizer``: any optimizer over the model's parameters (e.g. with
+      :func:`tlhelpers.surgery.param_groups`); by default ``Adam(lr=lr)`` over
+      the trainable parameters.
+    * ``device``: default :func:`pick_device`; the model is moved there.
+    * ``amp``: float16 autocast with gradient scaling; default on CUDA only.
+    * ``channels_last``: NHWC memory layout (faster convolutions on tensor
+      cores); default on CUDA only.
+    * ``scheduler``: stepped once per epoch, or per batch with
+      ``scheduler_interval="batch"`` (OneCycleLR).
+    * ``frozen_bn_eval``: keep BatchNorm layers whose parameters are frozen in
+      eval mode while training (see :func:`tlhelpers.surgery.train_mode`);
+      ``False`` is plain ``model.train()``.
+
+    Batches are ``(images, labels, ...)``; ``None`` batches (every file
+    unreadable) are skipped.  The model is left in eval mode.
+    """
+    if scheduler_interval not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', not {scheduler_interval!r}")
+    device = torch.device(device) if device is not None else pick_device()
+    amp = device.type == "cuda" if amp is None else amp
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if optimizer is None:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError("the model has no trainable parameters: unfreeze something first")
+        optimizer = torch.optim.Adam(trainable, lr=lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+
+    history = History()
+    epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    for epoch in epoch_bar:
+        start = time.perf_counter()
+        surgery.train_mode(model, frozen_bn_eval=frozen_bn_eval)
+        loss_sum, correct, seen = 0.0, 0, 0
+        lr_now = optimizer.param_groups[0]["lr"]
+        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress)
+        for batch in batches:
+            if batch is None:
+                continue
+            x, y = _inputs(batch, device, channels_last)
+            with _autocast(device, amp):
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None and scheduler_interval == "batch":
+                scheduler.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        if scheduler is not None and scheduler_interval == "epoch":
+            scheduler.step()
+        if seen == 0:
+            raise ValueError("the training loader gave no usable batch")
+        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+               "val_loss": None, "val_acc": None, "lr": lr_now}
+        if val_loader is not None:
+            scores = evaluate(model, val_loader, device=device, loss_fn=loss_fn, amp=amp)
+            row["val_loss"], row["val_acc"] = scores["loss"], scores["acc"]
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        epoch_bar.set_postfix({k: round(v, 3) for k, v in row.items()
+                               if k in ("train_loss", "train_acc", "val_acc") and v is not None})
+    model.eval()
+    return history
+
+
+def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) per batch, in eval mode under ``inference_mode``."""
+    device = torch.device(device) if device is not None else _model_device(model)
+    model.to(device)
+    model.eval()
+    amp = device.type == "cuda" if amp is None else amp
+    with torch.inference_mode():
+        for batch in loader:
+            if batch is None:
+                continue
+            x, y = _inputs(batch, device, channels_last=False)
+            with _autocast(device, amp):
+                logits = model(x)
+            yield logits.float(), y
+
+
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+             loss_fn: Callable | None = None, amp: bool | None = None) -> dict:
+    """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapters 3–4).
+
+    Runs in eval mode under ``torch.inference_mode()`` on ``device`` (default:
+    where the model already is).
+    """
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for logits, y in _batches(model, loader, device, amp):
+        loss_sum += loss_fn(logits, y).item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    if seen == 0:
+        raise ValueError("the loader gave no usable batch")
+    return {"loss": loss_sum / seen, "acc": correct / seen, "n": seen}
+
+
+def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+            amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(predicted labels, softmax probabilities, true labels)`` over ``loader``, on the CPU (chapters 2–4)."""
+    preds, probs, labels = [], [], []
+    for logits, y in _batches(model, loader, device, amp):
+        p = logits.softmax(1)
+        probs.append(p.cpu())
+        preds.append(p.argmax(1).cpu())
+        labels.append(y.cpu())
+    if not labels:
+        raise ValueError("the loader gave no usable batch")
+    return torch.cat(preds), torch.cat(probs), torch.cat(labels)

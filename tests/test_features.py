@@ -1,0 +1,229 @@
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision import models, transforms
+
+from tlhelpers import features, zoo
+from tlhelpers.features import FeatureCacheWarning, FeatureSet
+
+
+class Calls(list):
+    """Batch sizes seen by forward; shared, not copied, by the extractor's deepcopy."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class CountingNet(nn.Module):
+    """A tiny CNN that counts its forward passes (copies share the counter)."""
+
+    def __init__(self, calls: Calls | None = None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 2)
+        self.calls = Calls() if calls is None else calls
+
+    def forward(self, x):
+        self.calls.append(len(x))
+        return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Two classes of four 12×12 PNGs each: reddish and bluish."""
+    from tlhelpers import data
+
+    root = tmp_path / "photos"
+    files, labels = [], []
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(["cats", "dogs"]):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            pixels = rng.integers(0, 80, (12, 12, 3), dtype=np.uint8)
+            pixels[..., 0 if label == 0 else 2] += 150
+            path = root / name / f"{name}_{i}.png"
+            Image.fromarray(pixels).save(path)
+            files.append(path)
+            labels.append(label)
+    return data.ImageSet(root, files, labels, ["cats", "dogs"])
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+TO_TENSOR = transforms.ToTensor()
+
+
+def test_extract_computes_then_reads_the_cache(images, cache):
+    calls = Calls()
+    model = CountingNet(calls)
+    first = features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, batch_size=3, progress=False)
+    assert not first.from_cache and sum(calls) == 8
+    assert first.features.shape == (8, 6) and first.features.dtype == torch.float32
+    assert first.labels.tolist() == images.labels and first.labels.dtype == torch.long
+    assert first.files[0] == "cats/cats_0.png" and first.classes == ["cats", "dogs"]
+    assert first.cache_file.parent == cache and first.cache_file.exists()
+    assert first.paths[0] == images.files[0]
+
+    second = features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    assert second.from_cache and sum(calls) == 8
+    assert torch.equal(second.features, first.features) and second.files == first.files
+    assert repr(second) == "FeatureSet(8 images × 6 features, classes=['cats', 'dogs'], skipped=0)"
+
+
+def test_features_are_the_model_without_its_head(images, cache):
+    model = CountingNet()
+    fs = features.extract(model, images, TO_TENSOR, cache_dir=cache, progress=False)
+    model.eval()
+    x = torch.stack([TO_TENSOR(Image.open(path).convert("RGB")) for path in images.files])
+    with torch.no_grad():
+        expected = model.pool(torch.relu(model.bn(model.conv(x)))).flatten(1)
+        assert torch.allclose(fs.features, expected, atol=1e-6)
+        assert torch.allclose(model.fc(fs.features), model(x), atol=1e-6)
+    assert isinstance(model.fc, nn.Linear)  # the model itself keeps its head
+
+
+def test_a_new_head_keeps_the_cache_but_new_weights_do_not(images, cache):
+    calls = Calls()
+    model = CountingNet(calls)
+    features.extract(model, images, TO_TENSOR, cache_dir=cache, progress=False)
+    model.fc = nn.Linear(6, 5)
+    assert features.extract(model, images, TO_TENSOR, cache_dir=cache, progress=False).from_cache
+    with torch.no_grad():
+        model.conv.weight[0, 0, 0, 0] += 1e-3
+    assert not features.extract(model, images, TO_TENSOR, cache_dir=cache, progress=False).from_cache
+
+
+def test_changed_file_or_transform_or_extra_key_recomputes(images, cache):
+    calls = Calls()
+    model = CountingNet(calls)
+    kwargs = dict(name="toy", cache_dir=cache, progress=False)
+    first = features.extract(model, images, TO_TENSOR, **kwargs)
+    stat = os.stat(images.files[2])
+    os.utime(images.files[2], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = features.extract(model, images, TO_TENSOR, **kwargs)
+    assert not again.from_cache and again.cache_file != first.cache_file and sum(calls) == 16
+
+    normalized = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    assert not features.extract(model, images, normalized, **kwargs).from_cache
+    assert features.extract(model, images, normalized, **kwargs).from_cache
+    assert not features.extract(model, images, normalized, key_extra="v2", **kwargs).from_cache
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong key", "wrong shape"])
+def test_a_damaged_cache_file_is_recomputed_with_a_warning(images, cache, damage):
+    calls = Calls()
+    model = CountingNet(calls)
+    first = features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    path = first.cache_file
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "garbage":
+        path.write_bytes(b"not a torch file")
+    else:
+        payload = torch.load(path, weights_only=True)
+        if damage == "wrong key":
+            payload["key"] = "0" * 64
+        else:
+            payload["features"] = payload["features"][:3]
+        torch.save(payload, path)
+    with pytest.warns(FeatureCacheWarning, match=str(path.name)):
+        again = features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    assert not again.from_cache and sum(calls) == 16
+    assert torch.equal(again.features, first.features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False).from_cache
+
+
+def test_cache_writes_are_atomic(images, cache, monkeypatch):
+    model = CountingNet()
+    features.extract(model, images, TO_TENSOR, cache_dir=cache, progress=False)
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+
+    def failing_save(payload, file):
+        file.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        features.extract(model, images, transforms.Compose([TO_TENSOR]), cache_dir=cache, progress=False)
+    assert len(list(cache.iterdir())) == 1  # only the first, complete file
+
+
+def test_cache_folder_comes_from_the_environment(images, tmp_path, monkeypatch):
+    monkeypatch.setenv(features.CACHE_ENV, str(tmp_path / "env-cache"))
+    fs = features.extract(CountingNet(), images, TO_TENSOR, name="toy", progress=False)
+    assert fs.cache_file.parent == tmp_path / "env-cache"
+    assert features.clear_cache() == 1
+    assert features.extract(CountingNet(), images, TO_TENSOR, cache=False, progress=False).cache_file is None
+
+
+def test_unreadable_files_are_skipped_and_listed(images, cache):
+    from tlhelpers import data
+
+    broken = images.root / "dogs" / "dogs_broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with_broken = data.ImageSet(images.root, images.files + [broken], images.labels + [1], images.classes)
+    with pytest.warns(data.SkippedImageWarning):
+        fs = features.extract(CountingNet(), with_broken, TO_TENSOR, cache_dir=cache, progress=False)
+    assert len(fs) == 8 and list(fs.skipped) == ["dogs/dogs_broken.png"]
+    cached = features.extract(CountingNet(), with_broken, TO_TENSOR, cache_dir=cache, progress=False)
+    assert cached.from_cache and cached.skipped == fs.skipped
+
+
+def test_select_takes_the_rows_of_a_subset(images, cache):
+    fs = features.extract(CountingNet(), images, TO_TENSOR, cache_dir=cache, progress=False)
+    part = fs.select(images.subset([6, 1]))
+    assert part.files == ["dogs/dogs_2.png", "cats/cats_1.png"]
+    assert torch.equal(part.features, fs.features[[6, 1]]) and part.labels.tolist() == [1, 0]
+
+
+def test_feature_extractor_dimensions_of_the_book_models():
+    x = torch.randn(1, 3, 32, 32)
+    for model, dim in ((models.resnet18(weights=None), 512), (zoo.architecture("efficientnet_lite0"), 1280)):
+        with torch.no_grad():
+            assert features.feature_extractor(model)(x).shape == (1, dim)
+    with torch.device("meta"):
+        vgg = models.vgg16(weights=None)
+    extractor = features.feature_extractor(vgg)
+    assert isinstance(extractor.classifier[6], nn.Identity) and isinstance(vgg.classifier[6], nn.Linear)
+    assert extractor(torch.empty(1, 3, 32, 32, device="meta")).shape == (1, 4096)
+
+
+def separable(n_per_class: int = 30, dim: int = 16, seed: int = 0) -> FeatureSet:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, dim, generator=generator) * 3
+    labels = torch.arange(3).repeat_interleave(n_per_class)
+    x = centres[labels] + torch.randn(len(labels), dim, generator=generator)
+    return FeatureSet(x, labels, [f"{i}.png" for i in range(len(labels))], ["a", "b", "c"])
+
+
+def test_train_linear_head_separates_and_repeats():
+    train_set, val_set = separable(seed=0), separable(seed=0).subset(list(range(0, 90, 3)))
+    head, history = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=1, val=val_set)
+    assert isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (16, 3)
+    assert features.accuracy(head, train_set) >= 0.95
+    assert history.last["val_acc"] >= 0.95 and len(history) == 15
+    preds, probs = features.predict(head, val_set)
+    assert preds.shape == (30,) and torch.allclose(probs.sum(1), torch.ones(30))
+
+    state = torch.get_rng_state()
+    again, history_again = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=1, val=val_set)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random stream is untouched
+    assert torch.equal(head.weight, again.weight)
+    assert history.column("train_loss") == history_again.column("train_loss")
+    other, _ = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=2)
+    assert not torch.equal(head.weight, other.weight)
+    sgd, _ = features.train_linear_head(train_set, epochs=15, lr=0.05, optimizer="sgd")
+    assert features.accuracy(sgd, train_set) >= 0.95
