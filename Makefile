@@ -36,14 +36,14 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)
 
-# The widget JavaScript (@jupyter-widgets/html-manager) from the npm registry; never committed.
-WIDGET_JS := .widget-js/static/html-manager/embed.js
+# The pages' JavaScript (widgets, MathJax) from the npm registry; never committed.
+BOOK_JS := .widget-js/fetched.txt
 
-book: $(STAMP) $(WIDGET_JS)
+book: $(STAMP) $(BOOK_JS)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
-$(WIDGET_JS): tools/fetch_widget_js.py
-	$(PYTHON) tools/fetch_widget_js.py
+$(BOOK_JS): tools/fetch_book_js.py
+	$(PYTHON) tools/fetch_book_js.py
 
 # Every page of the built book in headless Chromium (tests/browser); screenshots in _build/screenshots.
 CHROMIUM := /usr/bin/chromium

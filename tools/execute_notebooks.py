@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 
 def execute(path: Path) -> float:
@@ -26,7 +27,13 @@ def execute(path: Path) -> float:
         store_widget_state=True,  # widgets render in the static HTML book
     )
     start = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    except CellExecutionError:
+        failed = path.with_suffix(".failed.ipynb")
+        nbformat.write(notebook, failed)
+        print(f"{path}: a cell failed; the partly executed notebook is in {failed}", file=sys.stderr)
+        raise
     seconds = time.perf_counter() - start
     nbformat.write(notebook, path)
     return seconds

@@ -331,7 +331,7 @@ def format_summary(rows: list[SummaryRow]) -> str:
     header = ("module", "trainable", "total", "trainable %")
     body = [
         (row.name, f"{row.trainable:,}", f"{row.total:,}",
-         f"{100 * row.trainable / row.total:.1f}" if row.total else "-")
+         _percent(row.trainable, row.total))
         for row in rows
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -347,6 +347,13 @@ def format_summary(rows: list[SummaryRow]) -> str:
     if body:
         lines.append(line(body[-1]))
     return "\n".join(lines)
+
+
+def _percent(part: int, whole: int) -> str:
+    if not whole:
+        return "-"
+    share = 100 * part / whole
+    return f"{share:.1f}" if share == 0 or share >= 0.1 else f"{share:.3f}"
 
 
 def param_groups(model: nn.Module, head_lr: float, body_lr: float, head: str | None = None) -> list[dict]:

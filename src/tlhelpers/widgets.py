@@ -65,3 +65,35 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     controls = [choice, upload] if allow_upload else [choice]
     return w.VBox([w.HBox(controls), out])
 
+
+
+def unfreeze_explorer(model, head: str | None = None) -> w.Widget:
+    """A slider for how many blocks to unfreeze, showing which train and how many parameters (chapter 3).
+
+    It only reads the model's structure (:func:`tlhelpers.surgery.blocks`, the
+    same split that :func:`tlhelpers.surgery.unfreeze_last` uses); nothing is
+    frozen or unfrozen.
+    """
+    from tlhelpers import surgery
+
+    all_blocks = surgery.blocks(model, head=head)
+    sizes = {block.name: sum(p.numel() for n, p in model.named_parameters() if block.owns(n)) for block in all_blocks}
+    total = sum(sizes.values())
+    slider = w.IntSlider(value=1, min=0, max=len(all_blocks) - 1, description="Unfreeze:",
+                         style={"description_width": "initial"})
+    out = w.Output()
+
+    def show(k: int) -> None:
+        trainable = {block.name for block in all_blocks[len(all_blocks) - 1 - k:]}
+        out.clear_output(wait=True)
+        with out:
+            print(f"the head and the last {k} block(s) train:")
+            for block in all_blocks:
+                mark = "train " if block.name in trainable else "frozen"
+                print(f"  {mark}  {block.name:16s} {sizes[block.name]:>12,d}")
+            count = sum(sizes[name] for name in trainable)
+            print(f"  trainable: {count:,} of {total:,} parameters ({count / total:.1%})")
+
+    slider.observe(lambda change: show(change["new"]), names="value")
+    show(slider.value)
+    return w.VBox([slider, out])

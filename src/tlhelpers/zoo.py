@@ -115,6 +115,27 @@ def imagenet_categories() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+# Published ImageNet-1k results of the packaged model (torchvision models carry theirs in weights.meta).
+PACKAGED_META = {
+    FALLBACK: {
+        "acc@1": 74.83,
+        "acc@5": 92.17,
+        "num_params": 4_652_008,
+        "reference": "timm's ImageNet-1k validation results for tf_efficientnet_lite0 (results-imagenet.csv)",
+    }
+}
+
+
+def imagenet_meta(name: str) -> dict:
+    """ImageNet acc@1/acc@5, parameter count and where the numbers come from (chapter 2)."""
+    if name in PACKAGED_META:
+        return dict(PACKAGED_META[name])
+    meta = _spec(name).weights().meta
+    metrics = meta["_metrics"]["ImageNet-1K"]
+    return {"acc@1": metrics["acc@1"], "acc@5": metrics["acc@5"], "num_params": meta["num_params"],
+            "reference": f"torchvision {_spec(name).weights_enum}.IMAGENET1K_V1.meta"}
+
+
 def weights_enum(name: str):
     """torchvision's ``IMAGENET1K_V1`` weights entry for ``name`` (no download)."""
     return _spec(name).weights()

@@ -309,6 +309,7 @@ def test_page(visit, file):
     if chapter is not None and chapter.state and chapter.widget_views():
         problems += _check_widgets(page, chapter)
     page.wait_for_load_state("networkidle")
+    problems += _check_math(page)
     _screenshot(page, file)
 
     problems += _check_images_load(page)
@@ -327,6 +328,21 @@ def _check_images_load(page) -> list[str]:
     return [f"image did not load: {src}" for src in broken]
 
 
+def _check_math(page) -> list[str]:
+    """Formulas typeset by MathJax (served from the book, see tools/fetch_book_js.py)."""
+    formulas = page.locator("main .math").count()
+    if not formulas:
+        return []
+    script = "document.querySelectorAll('main .math').length === document.querySelectorAll('main .math mjx-container').length"
+    try:
+        page.wait_for_function(script, timeout=20_000)
+    except Exception:  # noqa: BLE001 - reported below
+        typeset = page.locator("main .math mjx-container").count()
+        return [f"{formulas} formulas, {typeset} typeset by MathJax"]
+    errors = page.locator("main .math mjx-merror, main .math [data-mjx-error]").count()
+    return [f"{errors} formulas with TeX errors"] if errors else []
+
+
 def _check_widgets(page, chapter: Chapter) -> list[str]:
     """Every displayed widget view rendered by the html-manager, with its controls and figures."""
     views = chapter.widget_views()
@@ -339,7 +355,7 @@ def _check_widgets(page, chapter: Chapter) -> list[str]:
     rendered = page.locator(".widget-subarea").count()
     if rendered < len(views):
         return [f"{len(views)} widget views in the notebook, {rendered} rendered "
-                "(is html-manager's embed.js served? see tools/fetch_widget_js.py)"]
+                "(is html-manager's embed.js served? see tools/fetch_book_js.py)"]
     models = chapter.reachable_models(views)
     for selector in sorted({CONTROLS[m["model_name"]] for m in models.values() if m["model_name"] in CONTROLS}):
         expected = sum(1 for m in models.values() if CONTROLS.get(m["model_name"]) == selector)
