@@ -59,8 +59,10 @@ $(CHROMIUM):
 notebooks: $(STAMP)
 	$(PY) tools/execute_notebooks.py $(or $(NB),notebooks/*.ipynb)
 
+# How fast the book runs here (on a quiet machine): benchmarks/results/<machine>.{json,md}.
+# BENCH_ARGS=--quick: a tiny run to test the script, written to benchmarks/out/.
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -1,0 +1,455 @@
+"""How fast the book runs on this machine (``make bench``).
+
+Measures, on the current machine:
+
+1. the wall time of each chapter under ``pytest --nbval``, as ``make test``
+   runs it (same options and environment; one pytest process per chapter),
+   and whether the feature cache was warm;
+2. the feature-extraction throughput of each zoo backbone at 224 px on real
+   photos, JPEG decoding included;
+3. a frozen-backbone head trained for 15 epochs two ways: ``train.fit`` re-running
+   the backbone every epoch (the classic tutorial loop) and cached features
+   (``features.extract`` once + ``features.train_linear_head``);
+4. the training throughput of full fine-tuning of each zoo backbone at
+   chapter 3's resolution (112 px on a CPU, 224 px on a GPU).
+
+and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
+regenerates ``benchmarks/results/index.md`` (the book's "How long things
+take" page includes it).  ``--quick`` runs everything tiny (chapter 1 only,
+a few photos, batches and epochs) into ``benchmarks/out/`` to test the script.
+
+Run it on a quiet machine: anything else running makes every number wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import report  # noqa: E402  (benchmarks/report.py: format, budgets, Markdown)
+
+RESULTS = ROOT / "benchmarks" / "results"
+QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
+SHARED_DATA = ROOT.parent / "shared" / "data"
+NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
+SECTIONS = ("notebooks", "extraction", "frozen_head", "finetune")
+SEED = 0
+
+FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
+        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20}}
+QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
+         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2}}
+RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
+                  "cannot be downloaded everywhere; speed does not depend on the weight values).")
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- #
+# The machine
+# --------------------------------------------------------------------------- #
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
+                return re.sub(r"\s+", " ", value.strip())
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def describe_machine(device) -> dict:
+    import timm
+    import torch
+    import torchvision
+
+    machine = {
+        "device": device.type, "cpu_model": cpu_model(), "cpu_cores": cpu_cores(),
+        "torch_threads": torch.get_num_threads(), "gpu": None, "gpu_memory_gib": None, "cuda": None,
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+        "python": platform.python_version(), "platform": platform.platform(terse=True),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        machine.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    elif device.type == "mps":
+        machine["gpu"] = "Apple " + (platform.machine() or "GPU")
+    return machine
+
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --------------------------------------------------------------------------- #
+# 1. The chapters under pytest --nbval
+# --------------------------------------------------------------------------- #
+
+
+def chapters() -> list[str]:
+    """The chapter notebooks, as ``make test`` finds them (leftover ``*.failed.ipynb`` copies excluded)."""
+    return sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if "." not in p.stem)
+
+
+def _cache_files(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.pt")} if folder.is_dir() else {}
+
+
+def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
+    from tlhelpers import features
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if "TLHELPERS_DATA" not in env and (SHARED_DATA / "animals").is_dir():
+        env["TLHELPERS_DATA"] = str(SHARED_DATA)  # as the Makefile does
+    scratch = None
+    if cold_cache:
+        scratch = tempfile.TemporaryDirectory(prefix="tlbench-cache-")
+        env[features.CACHE_ENV] = scratch.name
+        where = "a fresh, empty folder (--cold-cache)"
+    elif os.environ.get(features.CACHE_ENV):
+        where = f"${features.CACHE_ENV}"
+    else:
+        where = "the default user cache"
+    cache_dir = Path(env[features.CACHE_ENV]) if env.get(features.CACHE_ENV) else features.resolve_cache_dir()
+    before = _cache_files(cache_dir)
+
+    runs = []
+    try:
+        for name in names:
+            command = [sys.executable, "-m", "pytest", "-q", *NBVAL_OPTIONS, f"notebooks/{name}"]
+            log(f"  {name} …")
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - start
+            output = (done.stdout + done.stderr).strip().splitlines()
+            summary = next((line.strip("= ") for line in reversed(output)
+                            if re.search(r"\b(passed|failed|error)", line)), "")
+            summary = re.sub(r"\s+in\s+[\d.]+s.*$", "", summary)  # pytest's own timing: not comparable
+            runs.append({"notebook": Path(name).stem, "seconds": round(seconds, 2), "passed": done.returncode == 0,
+                         "summary": summary})
+            log(f"  {name}: {report.duration(seconds)} ({summary or 'rc ' + str(done.returncode)})")
+            if done.returncode != 0:
+                log("\n".join(output[-30:]))
+        after = _cache_files(cache_dir)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    written = sum(1 for name, mtime in after.items() if before.get(name) != mtime)
+    if written == 0:
+        state = "warm" if before else "cold"
+    else:
+        state = "cold" if not before else "partly warm"
+    return {
+        "command": "python -m pytest -q " + " ".join(NBVAL_OPTIONS) + " notebooks/<chapter>.ipynb",
+        "feature_cache": {"where": where, "files_before": len(before), "files_written": written, "state": state},
+        "runs": runs,
+        "complete": complete,
+        "total_seconds": round(sum(r["seconds"] for r in runs), 2),
+    }
+
+
+# --------------------------------------------------------------------------- #
+# 2–4. The in-process measurements
+# --------------------------------------------------------------------------- #
+
+
+def head_name(name: str) -> str:
+    from tlhelpers import zoo
+
+    return zoo.TORCHVISION_MODELS[name].head if name in zoo.TORCHVISION_MODELS else "classifier"
+
+
+def transform_for(name: str, size: int = 224):
+    """The model's own preprocessing (resize to size·256/224, center-crop ``size``, its mean and std)."""
+    from torchvision.transforms._presets import ImageClassification
+
+    from tlhelpers import zoo
+
+    if name in zoo.TORCHVISION_MODELS:
+        reference = zoo.weights_enum(name).transforms()
+        mean, std = reference.mean, reference.std
+    else:
+        mean = std = (0.5, 0.5, 0.5)  # the packaged EfficientNet-Lite0's, see zoo._load_efficientnet_lite0
+    return ImageClassification(crop_size=size, resize_size=size * 256 // 224, mean=mean, std=std)
+
+
+def _precision(device, model):
+    """Autocast context and input layout for ``device``: float16 + channels-last on CUDA, as train.fit does."""
+    import contextlib
+
+    import torch
+
+    if device.type != "cuda":
+        return contextlib.nullcontext, False
+    model.to(memory_format=torch.channels_last)
+    return (lambda: torch.autocast("cuda", dtype=torch.float16)), True
+
+
+def time_extraction(photos, device, batch_size: int) -> dict:
+    import torch
+
+    from tlhelpers import data, features, zoo
+
+    runs = []
+    for name in zoo.NAMES:
+        model = features.feature_extractor(zoo.architecture(name), head_name(name)).to(device).eval()
+        autocast, channels_last = _precision(device, model)
+        transform = transform_for(name)
+        warmup = torch.randn(batch_size if device.type != "cpu" else 4, 3, 224, 224, device=device)
+        with torch.inference_mode(), autocast():
+            model(warmup.contiguous(memory_format=torch.channels_last) if channels_last else warmup)
+        synchronize(device)
+        seen = 0
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for batch in data.loader(photos, transform, batch_size=batch_size):
+                x = batch[0].to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    out = model(x)
+                out.float().cpu()
+                seen += len(x)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        runs.append({"model": name, "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 2)})
+        log(f"  {name}: {seen / seconds:.1f} images/s")
+        del model
+    return {"images": len(photos), "size": 224, "batch_size": batch_size, "weights": RANDOM_WEIGHTS, "runs": runs}
+
+
+def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class: int) -> dict:
+    import torch
+
+    from tlhelpers import data, features, surgery, train, zoo
+
+    backbone = zoo.load(zoo.FALLBACK)  # real packaged ImageNet weights: no download needed
+    torch.manual_seed(SEED)
+
+    # Classic: the frozen backbone runs on freshly decoded photos every epoch.
+    model = copy.deepcopy(backbone.model)
+    surgery.replace_head(model, len(train_set.classes), head=backbone.head)
+    surgery.freeze_all_but_head(model, backbone.head)
+    loader = data.loader(train_set, backbone.transforms, batch_size=batch_size, shuffle=True, seed=SEED)
+    synchronize(device)
+    start = time.perf_counter()
+    train.fit(model, loader, epochs=epochs, lr=1e-3, device=device, progress=False)
+    synchronize(device)
+    classic = time.perf_counter() - start
+    log(f"  classic: {report.duration(classic)}")
+    del model
+
+    with tempfile.TemporaryDirectory(prefix="tlbench-features-") as cache_dir:
+        times = []
+        for attempt in ("cold", "warm"):
+            start = time.perf_counter()
+            fs = features.extract(backbone, train_set, cache_dir=cache_dir, batch_size=batch_size,
+                                  device=device, progress=False)
+            extracted = time.perf_counter()
+            features.train_linear_head(fs, epochs=epochs, lr=1e-3, batch_size=batch_size, seed=SEED)
+            done = time.perf_counter()
+            assert fs.from_cache == (attempt == "warm"), "the feature cache did not behave as expected"
+            times.append((extracted - start, done - extracted, done - start))
+    (extract_s, head_s, cached), (_, _, warm) = times
+    log(f"  cached: {report.duration(cached)} (extraction {report.duration(extract_s)}), "
+        f"warm cache: {report.duration(warm)}")
+    return {
+        "model": backbone.name, "per_class": per_class, "images": len(train_set), "epochs": epochs,
+        "batch_size": batch_size, "size": 224,
+        "classic_seconds": round(classic, 3), "extract_seconds": round(extract_s, 3), "head_seconds": round(head_s, 3),
+        "cached_seconds": round(cached, 3), "warm_cache_seconds": round(warm, 4),
+        "speedup": round(classic / cached, 2), "warm_speedup": round(classic / warm, 1),
+    }
+
+
+def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batches: int) -> dict:
+    import torch
+    from torch import nn
+
+    from tlhelpers import data, surgery, zoo
+
+    needed = batch_size * (warmup + batches)
+    runs = []
+    for name in zoo.NAMES:
+        # Decoded once, as chapter 3 does (its training loop runs on tensors).
+        x_all, y_all = zip(*data.loader(photos, transform_for(name, size), batch_size=64))
+        x_all, y_all = torch.cat(x_all), torch.cat(y_all)
+        repeat = math.ceil(needed / len(y_all))
+        x_all, y_all = x_all.repeat(repeat, 1, 1, 1)[:needed], y_all.repeat(repeat)[:needed]
+
+        torch.manual_seed(SEED)
+        model = zoo.architecture(name)
+        surgery.replace_head(model, 3, head=head_name(name))
+        model.to(device).train()
+        autocast, channels_last = _precision(device, model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+        loss_fn = nn.CrossEntropyLoss()
+        start = None
+        for step in range(warmup + batches):
+            if step == warmup:
+                synchronize(device)
+                start = time.perf_counter()
+            x = x_all[step * batch_size:(step + 1) * batch_size].to(device, non_blocking=True)
+            y = y_all[step * batch_size:(step + 1) * batch_size].to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        runs.append({"model": name, "seconds": round(seconds, 3),
+                     "images_per_s": round(batches * batch_size / seconds, 2)})
+        log(f"  {name}: {batches * batch_size / seconds:.1f} training images/s")
+        del model, optimizer
+    note = ("chapter 3's GPU setting, FULL_BUDGET = True" if size == 224 and device.type != "cpu"
+            else "chapter 3's CPU setting" if size == 112 else "set with --finetune-size")
+    return {"size": size, "batch_size": batch_size, "warmup_batches": warmup, "batches": batches,
+            "size_note": note, "weights": RANDOM_WEIGHTS, "runs": runs}
+
+
+# --------------------------------------------------------------------------- #
+# Main
+# --------------------------------------------------------------------------- #
+
+
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Results: benchmarks/results/<machine-tag>.{json,md} and index.md.")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny run to test the script: chapter 1 only, a few photos, batches and epochs; "
+                             "written to benchmarks/out/ unless --out is given")
+    parser.add_argument("--out", type=Path, help="folder for the result files (default: benchmarks/results, "
+                                                 "or benchmarks/out with --quick)")
+    parser.add_argument("--skip", action="append", default=[], choices=SECTIONS,
+                        help="leave a measurement out (repeatable)")
+    parser.add_argument("--notebooks", nargs="+", metavar="NB",
+                        help="time only these chapters (e.g. 01_pretrained_inference); the notebook budget is then "
+                             "not checked")
+    parser.add_argument("--cold-cache", action="store_true",
+                        help="run the chapters with a fresh, empty feature cache instead of the default one")
+    parser.add_argument("--device", help="torch device to measure on (default: the one the book picks)")
+    parser.add_argument("--finetune-size", type=int,
+                        help="fine-tuning resolution (default: 112 px on a CPU, 224 px on a GPU, as chapter 3)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing; re-render every <tag>.md and index.md from the JSON files in the folder")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    if args.render_only:
+        for path in report.render_folder(out):
+            log(f"wrote {_shown(path)}")
+        return 0
+
+    import torch
+
+    from tlhelpers import data, train
+
+    if "TLHELPERS_DATA" not in os.environ and (SHARED_DATA / "animals").is_dir():
+        os.environ["TLHELPERS_DATA"] = str(SHARED_DATA)
+    device = torch.device(args.device) if args.device else train.pick_device()
+    sizes = QUICK if args.quick else FULL
+    kind = "cpu" if device.type == "cpu" else "gpu"
+    machine = describe_machine(device)
+    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    command = "benchmarks/run.py" + ("".join(" " + a for a in (argv if argv is not None else sys.argv[1:])))
+    result = {"format": report.FORMAT, "tag": report.machine_tag(machine), "quick": args.quick,
+              "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command, "machine": machine,
+              "settings": {"amp": device.type == "cuda", "channels_last": device.type == "cuda"}}
+    result.update({section: None for section in SECTIONS})
+    log(f"Benchmarking on {result['tag']} ({machine['cpu_model']}, {machine['cpu_cores']} cores"
+        f"{', ' + machine['gpu'] if machine['gpu'] else ''}), {'quick' if args.quick else 'full'} run")
+
+    if "notebooks" not in args.skip:
+        names = chapters()
+        if args.notebooks:
+            wanted = [n if n.endswith(".ipynb") else n + ".ipynb" for n in args.notebooks]
+            unknown = sorted(set(wanted) - set(names))
+            if unknown:
+                raise SystemExit(f"unknown chapter(s): {', '.join(unknown)}; choose from {', '.join(names)}")
+            names = wanted
+        elif args.quick:
+            names = names[:1]
+        log(f"[1/4] chapters under pytest --nbval ({len(names)})")
+        result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
+                                             cold_cache=args.cold_cache)
+
+    animals = data.scan(data.locate())
+    if "extraction" not in args.skip or "finetune" not in args.skip:
+        n = sizes["extract_images"]
+        photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+    if "extraction" not in args.skip:
+        log(f"[2/4] feature extraction, {len(photos)} photos")
+        result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
+    if "frozen_head" not in args.skip:
+        train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
+                                   sizes["head_per_class"], seed=SEED)
+        log(f"[3/4] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
+                                                 sizes["head_per_class"])
+    if "finetune" not in args.skip:
+        size = args.finetune_size or (112 if device.type == "cpu" else 224)
+        log(f"[4/4] full fine-tuning at {size} px")
+        result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
+                                           sizes["finetune_batches"][kind])
+
+    result["budgets"] = report.budgets(result)
+    paths = report.write(result, out)
+    for budget in result["budgets"]:
+        log(f"{budget['name']}: {budget['measured']} — {budget['verdict']}"
+            + (f" ({budget['note']})" if budget["note"] else ""))
+    log("wrote " + ", ".join(_shown(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""A trained classifier kept in one small file: a zoo backbone plus a linear head (chapter 4).
+
+Chapter 4 ("The cats/dogs/pandas experiment") trains a linear head on the
+pooled features of a frozen pretrained backbone
+(:func:`tlhelpers.features.train_linear_head`).  :class:`Classifier` puts the
+two together, predicts on photos, and saves the result.
+
+The file
+--------
+:meth:`Classifier.save` writes only what the zoo cannot rebuild: the head's
+weights, the class names, the name of the backbone that actually ran (so a
+head trained on the EfficientNet-Lite0 fallback names ``efficientnet_lite0``
+and loads offline), the preprocessing, and a SHA-256 of the backbone's
+weights.  :meth:`Classifier.load` takes the backbone from
+:mod:`tlhelpers.zoo` again and refuses to go on when its preprocessing or
+weights are not those the head was trained on.  The backbone is therefore
+assumed to be the zoo's pretrained one, unchanged: a fine-tuned backbone
+cannot be saved this way.  The file is a ``torch.save`` of plain data and
+tensors (no pickled modules), readable with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from tlhelpers import data, surgery, zoo
+
+FORMAT = "tlhelpers.classifier"
+FORMAT_VERSION = 1
+
+
+class ClassifierFileError(RuntimeError):
+    """A classifier file is missing, unreadable, of another format or does not fit its backbone."""
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule of ``model`` in eval mode for the ``with`` block, then each back in its own mode.
+
+    Used for inference here and by :mod:`tlhelpers.explain` (chapter 4).
+    ``model.train(previous)`` would not do: it would also wake frozen BatchNorm
+    layers that :func:`tlhelpers.surgery.train_mode` keeps in eval mode.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def preprocessing(transforms) -> dict:
+    """The parameters of a torchvision ``ImageClassification`` preset as plain data (chapter 4)."""
+    try:
+        return {
+            "crop_size": [int(v) for v in transforms.crop_size],
+            "resize_size": [int(v) for v in transforms.resize_size],
+            "mean": [float(v) for v in transforms.mean],
+            "std": [float(v) for v in transforms.std],
+            "interpolation": transforms.interpolation.value,
+        }
+    except (AttributeError, TypeError):
+        raise TypeError(
+            f"{type(transforms).__name__} is not a torchvision ImageClassification preset; "
+            "only classifiers on tlhelpers.zoo backbones can be saved"
+        ) from None
+
+
+def _same_preprocessing(a: dict, b: dict) -> bool:
+    floats_match = all(
+        len(a[key]) == len(b[key]) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a[key], b[key]))
+        for key in ("mean", "std")
+    )
+    return floats_match and all(a[key] == b[key] for key in ("crop_size", "resize_size", "interpolation"))
+
+
+def body_fingerprint(model: nn.Module, head: str) -> str:
+    """SHA-256 of the shapes, dtypes and values of every ``state_dict`` tensor outside ``head`` (chapter 4).
+
+    Names are left out so that a renamed layer in a newer timm or torchvision
+    does not count as a different backbone.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if surgery._matches(name, head):
+            continue
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{tuple(tensor.shape)}|{tensor.dtype};".encode())
+        digest.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def _picture(item) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item if item.mode == "RGB" else data._to_rgb(item)
+    return data.load_rgb(item)
+
+
+@dataclass(eq=False)
+class Classifier:
+    """A pretrained zoo backbone with a linear head trained on its pooled features (chapter 4).
+
+    ``backbone`` is the :class:`tlhelpers.zoo.Backbone` whose features the head
+    was trained on (``backbone.name`` is the model that ran, ``requested`` the
+    one asked for); ``head`` is an ``nn.Linear(features, len(classes))`` as
+    returned by :func:`tlhelpers.features.train_linear_head`; ``classes`` are the
+    class names in label order.
+    """
+
+    backbone: zoo.Backbone
+    head: nn.Linear
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        self.classes = [str(name) for name in self.classes]
+        if not isinstance(self.head, nn.Linear):
+            raise TypeError(f"head must be an nn.Linear, not {type(self.head).__name__}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"class names must be unique: {self.classes}")
+        if self.head.out_features != len(self.classes):
+            raise ValueError(f"the head has {self.head.out_features} outputs for {len(self.classes)} classes")
+        features = self.backbone.model.get_submodule(self.backbone.head).in_features
+        if self.head.in_features != features:
+            raise ValueError(
+                f"the head takes {self.head.in_features} features, but {self.backbone.label} "
+                f"gives {features}; it was trained on another backbone"
+            )
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.backbone.label}, classes={self.classes})"
+
+    def model(self) -> nn.Module:
+        """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode (chapter 4).
+
+        The result is an ordinary ``nn.Module`` that maps normalised image
+        batches to class logits; changing it changes nothing here.
+        """
+        model = copy.deepcopy(self.backbone.model)
+        new_head = surgery.replace_head(model, len(self.classes), self.backbone.head)
+        new_head.load_state_dict(self.head.state_dict())
+        return model.eval()
+
+    def predict(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k`` (chapter 4).
+
+        ``images`` are file paths (read with :func:`tlhelpers.data.load_rgb`,
+        which raises :class:`~tlhelpers.data.UnreadableImage` for a bad file) or
+        PIL images; a single path or image counts as a list of one.  Runs in
+        eval mode under ``torch.inference_mode()`` in batches of ``batch_size``,
+        on the device the backbone is on, without copying the backbone.
+        """
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        images = list(images)
+        k = len(self.classes) if k is None else k
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        k = min(k, len(self.classes))
+        model = self.backbone.model
+        device = next(model.parameters()).device
+        weight = self.head.weight.detach().to(device)
+        bias = None if self.head.bias is None else self.head.bias.detach().to(device)
+
+        # The backbone's own head runs and its output is replaced by ours: no
+        # copy of the backbone is needed (VGG16's would cost 528 MB).
+        def use_our_head(module, inputs, output):
+            x = inputs[0]
+            return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+        hook = model.get_submodule(self.backbone.head).register_forward_hook(use_our_head)
+        results = []
+        try:
+            with evaluating(model), torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    pictures = [_picture(item) for item in images[start:start + batch_size]]
+                    batch = torch.stack([self.backbone.transforms(picture) for picture in pictures])
+                    probabilities = model(batch.to(device)).float().softmax(1).cpu()
+                    top = probabilities.topk(k, dim=1)
+                    for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+                        results.append([(self.classes[i], p) for i, p in zip(indices, values)])
+        finally:
+            hook.remove()
+        return results
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the classifier to ``path`` (one small file, atomically); returns the path (chapter 4).
+
+        See the module docstring for what the file holds.  Raises ``TypeError``
+        when the backbone is not a :mod:`tlhelpers.zoo` model (it could not be
+        rebuilt on loading).
+        """
+        from tlhelpers import __version__
+        from tlhelpers.features import _save_atomically
+
+        if self.backbone.name not in zoo.NAMES:
+            raise TypeError(f"{self.backbone.name!r} is not a tlhelpers.zoo model, so it could not be loaded again")
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "backbone": self.backbone.name,
+            "requested": self.backbone.requested,
+            "backbone_sha256": body_fingerprint(self.backbone.model, self.backbone.head),
+            "head": {name: tensor.detach().cpu().clone() for name, tensor in self.head.state_dict().items()},
+            "classes": list(self.classes),
+            "preprocessing": preprocessing(self.backbone.transforms),
+            "tlhelpers_version": __version__,
+        }
+        path = Path(path)
+        _save_atomically(payload, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Classifier:
+        """Read a file written by :meth:`save` and rebuild the classifier (chapter 4).
+
+        The backbone comes from ``zoo.load(<the name that ran>)``.  Raises
+        :class:`ClassifierFileError` (naming the file) when it is missing,
+        truncated, not a classifier file, of an unknown format version or
+        inconsistent, and when the backbone's preprocessing or weights differ
+        from those at saving time.  Raises :class:`tlhelpers.zoo.WeightsUnavailable`
+        when the backbone's weights are not available here, or when the zoo
+        would substitute the fallback (a head fits only the backbone it was
+        trained on).
+        """
+        path = Path(path)
+        payload = _read_payload(path)
+        name = payload["backbone"]
+        try:
+            backbone = zoo.load(name)
+        except zoo.WeightsUnavailable as error:
+            raise type(error)(f"{path} needs the {zoo.title(name)} backbone. {error}") from None
+        if backbone.name != name:
+            raise zoo.WeightsUnavailable(
+                f"{path} holds a head trained on {zoo.title(name)} features, but here {backbone.source} "
+                f"A head fits only the backbone it was trained on; unset {zoo.FORCE_FALLBACK_ENV} "
+                f"or make the {zoo.title(name)} weights available."
+            )
+        here = preprocessing(backbone.transforms)
+        if not _same_preprocessing(here, payload["preprocessing"]):
+            raise ClassifierFileError(
+                f"{path} was saved with the preprocessing {payload['preprocessing']}, but "
+                f"{zoo.title(name)} here uses {here}; its predictions would be wrong."
+            )
+        if body_fingerprint(backbone.model, backbone.head) != payload["backbone_sha256"]:
+            raise ClassifierFileError(
+                f"The {zoo.title(name)} weights here are not those the head in {path} was trained on "
+                "(was the backbone fine-tuned or converted before saving? The file keeps only the head)."
+            )
+        state = payload["head"]
+        out_features, in_features = state["weight"].shape
+        head = nn.Linear(in_features, out_features, bias="bias" in state)
+        head.load_state_dict(state)
+        try:
+            return cls(backbone, head.eval(), list(payload["classes"]))
+        except ValueError as error:
+            raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from None
+
+
+def _read_payload(path: Path) -> dict:
+    if not path.exists():
+        raise ClassifierFileError(f"Classifier file not found: {path}")
+    if not path.is_file():
+        raise ClassifierFileError(f"{path} is a folder, not a classifier file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle garbage, pickled modules, permission …
+        raise ClassifierFileError(
+            f"{path} cannot be read as a classifier file ({type(error).__name__}); it is truncated, "
+            "corrupt, or was not written by Classifier.save."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ClassifierFileError(
+            f"{path} is not a classifier file (it holds a {type(payload).__name__} without the "
+            f"{FORMAT!r} marker); write one with Classifier.save."
+        )
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ClassifierFileError(
+            f"{path} has classifier format version {version!r} (written by tlhelpers "
+            f"{payload.get('tlhelpers_version', '?')}); this tlhelpers reads version {FORMAT_VERSION} only."
+        )
+    problem = _payload_problem(payload)
+    if problem:
+        raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")
+    return payload
+
+
+def _payload_problem(payload: dict) -> str | None:
+    expected = {"backbone", "requested", "backbone_sha256", "head", "classes", "preprocessing"}
+    if not expected <= set(payload):
+        return f"it lacks {sorted(expected - set(payload))}"
+    if payload["backbone"] not in zoo.NAMES:
+        return f"its backbone {payload['backbone']!r} is not one of {', '.join(zoo.NAMES)}"
+    head, classes = payload["head"], payload["classes"]
+    if not isinstance(head, dict) or not {"weight"} <= set(head) <= {"weight", "bias"}:
+        return "its head is not the state dict of an nn.Linear"
+    weight, bias = head["weight"], head.get("bias")
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2:
+        return "its head has no weight matrix"
+    if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != weight.shape[:1]):
+        return "its head's bias does not match the weight"
+    if not isinstance(classes, list) or len(classes) != weight.shape[0]:
+        count = len(classes) if isinstance(classes, list) else "no"
+        return f"it names {count} classes for a head with {weight.shape[0]} outputs"
+    if not isinstance(payload["preprocessing"], dict) or not {"crop_size", "resize_size", "mean", "std",
+                                                               "interpolation"} <= set(payload["preprocessing"]):
+        return "its preprocessing is incomplete"
+    return None

@@ -1,0 +1,153 @@
+"""Class activation maps: where in a photo a linear head found its class (chapter 4).
+
+Zhou et al. (2016), "Learning Deep Features for Discriminative Localization".
+When the head is a linear layer right after global average pooling, the
+logit of class ``c`` is ``w_c · mean_xy F(x, y) + b_c`` for the last
+convolutional feature maps ``F`` (C × h × w).  Since the mean and the dot
+product commute, ``M_c(x, y) = Σ_k w_c[k] F_k(x, y)`` is a map whose mean
+plus ``b_c`` *is* the logit: it says how much each place in the photo adds
+to the class score.  The CAM is ``ReLU(M_c)``, upsampled to the input size
+and scaled to [0, 1].
+
+This holds for ResNets (``layer4`` → ``avgpool`` → ``fc``) and timm's
+EfficientNet (``forward_features`` → ``global_pool`` → ``classifier``), but
+not for VGG16, whose classifier has two hidden layers after the pooling;
+:func:`class_activation_map` checks the model instead of trusting its name.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tlhelpers import surgery
+from tlhelpers.classifier import evaluating
+
+NOT_CAM_ABLE = "CAM needs a linear head right after global average pooling"
+
+
+def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch.Tensor:
+    """The last convolutional feature maps (C × h × w) of one normalised image (chapter 4).
+
+    Taken from the input of the model's global pooling layer (timm's
+    ``global_pool``, torchvision's ``avgpool``) during one forward pass in eval
+    mode.  Raises ``ValueError`` unless the model's own head (or, without a
+    linear head, its output) receives exactly the spatial mean of these maps.
+    """
+    x = _batch_of_one(image_tensor)
+    pool = next((getattr(backbone_model, name) for name in ("global_pool", "avgpool")
+                 if isinstance(getattr(backbone_model, name, None), nn.Module)), None)
+    if pool is None:
+        raise ValueError(f"{NOT_CAM_ABLE}; {type(backbone_model).__name__} has no global_pool or avgpool layer")
+    try:
+        head = backbone_model.get_submodule(surgery.find_head(backbone_model))
+    except ValueError:  # a feature extractor whose head is nn.Identity: its output is the pooled vector
+        head = None
+    captured = {}
+    hooks = [pool.register_forward_pre_hook(lambda module, inputs: captured.update(maps=inputs[0]))]
+    if head is not None:
+        hooks.append(head.register_forward_pre_hook(lambda module, inputs: captured.update(pooled=inputs[0])))
+    try:
+        with evaluating(backbone_model), torch.no_grad():
+            output = backbone_model(x.to(next(backbone_model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    maps, pooled = captured["maps"].float(), captured.get("pooled", output).float()
+    if maps.ndim != 4 or pooled.ndim != 2 or pooled.shape[1] != maps.shape[1]:
+        raise ValueError(
+            f"{NOT_CAM_ABLE}: in {type(backbone_model).__name__} the pooling sees "
+            f"{tuple(maps.shape[1:])} and the last linear layer {tuple(pooled.shape[1:])} values "
+            "(VGG16's classifier, for one, has hidden layers in between)"
+        )
+    mean = maps.mean((2, 3))
+    if not torch.allclose(pooled, mean, rtol=1e-4, atol=1e-4 * (1 + mean.abs().max().item())):
+        raise ValueError(f"{NOT_CAM_ABLE}: {type(backbone_model).__name__}'s head does not receive the plain "
+                         "spatial mean of its last feature maps")
+    return maps[0]
+
+
+def _batch_of_one(image_tensor: torch.Tensor) -> torch.Tensor:
+    if image_tensor.ndim == 3:
+        return image_tensor.unsqueeze(0)
+    if image_tensor.ndim == 4 and image_tensor.shape[0] == 1:
+        return image_tensor
+    raise ValueError(f"expected one image as C × H × W (or 1 × C × H × W), got shape {tuple(image_tensor.shape)}")
+
+
+def class_map(head: nn.Linear, maps: torch.Tensor, class_index: int) -> torch.Tensor:
+    """``M_c = Σ_k w_c[k] F_k``: the un-normalised map (h × w, before ReLU) of one class (chapter 4).
+
+    Its spatial mean plus ``head.bias[class_index]`` equals the class logit.
+    """
+    weight = head.weight.detach()[class_index].to(maps.device, maps.dtype)
+    return torch.einsum("k,khw->hw", weight, maps)
+
+
+def class_activation_map(backbone_model: nn.Module, head: nn.Linear, image_tensor: torch.Tensor,
+                         class_index: int | None = None) -> tuple[torch.Tensor, int]:
+    """``(cam, class_index)``: the CAM of one image as an H × W tensor in [0, 1] at the input's resolution (chapter 4).
+
+    ``backbone_model`` is a zoo model (its own head is not used, only its
+    feature maps), ``head`` the ``nn.Linear`` whose class to explain (a
+    trained head, or the model's own ImageNet head), ``image_tensor`` one
+    image as the model takes it (``backbone.transforms(picture)``).
+    ``class_index`` defaults to the class ``head`` predicts.  The map is
+    ``ReLU(M_c)`` upsampled bilinearly and divided by its maximum (all zeros
+    when no place speaks for the class).  Raises ``ValueError`` for models
+    whose head is not a linear layer right after global average pooling
+    (VGG16).
+    """
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"{NOT_CAM_ABLE}; head is a {type(head).__name__}")
+    x = _batch_of_one(image_tensor)
+    maps = feature_maps(backbone_model, x)
+    if head.in_features != maps.shape[0]:
+        raise ValueError(f"the head takes {head.in_features} features but the model's last maps have "
+                         f"{maps.shape[0]} channels; it belongs to another backbone")
+    with torch.no_grad():
+        if class_index is None:
+            logits = F.linear(maps.mean((1, 2)), head.weight.to(maps.device),
+                              None if head.bias is None else head.bias.to(maps.device))
+            class_index = int(logits.argmax())
+        elif not 0 <= class_index < head.out_features:
+            raise IndexError(f"class_index {class_index} is out of range for {head.out_features} classes")
+        cam = class_map(head, maps, class_index).relu()
+        cam = F.interpolate(cam[None, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+        peak = cam.max()
+        if peak > 0:
+            cam = cam / peak
+    return cam.clamp(0, 1).cpu(), int(class_index)
+
+
+def model_view(image, transforms):
+    """The picture cropped and resized the way ``transforms`` prepares it, without normalising (chapter 4).
+
+    A CAM covers the centre crop the model saw, not the whole photo; draw it
+    over this.  ``transforms`` is a torchvision ``ImageClassification`` preset
+    (``backbone.transforms``).
+    """
+    from torchvision.transforms import functional as TF
+
+    picture = TF.resize(image, transforms.resize_size, interpolation=transforms.interpolation, antialias=True)
+    return TF.center_crop(picture, transforms.crop_size)
+
+
+def overlay(ax, image, cam, alpha: float = 0.45, cmap: str = "jet"):
+    """Draw ``image`` with ``cam`` as a translucent heat map on ``ax``, axis off; returns the heat map's image (chapter 4).
+
+    ``image`` is a PIL image, an H × W × 3 array or a C × H × W tensor in
+    [0, 1], best :func:`model_view` of the photo; a CAM of another size is
+    stretched over it.  The return value can be passed to ``plt.colorbar``.
+    """
+    from tlhelpers.plots import to_image
+
+    pixels = to_image(image)
+    height, width = pixels.shape[:2]
+    heat = torch.as_tensor(cam).detach().cpu().float().numpy()
+    ax.imshow(pixels)
+    artist = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1, interpolation="bilinear",
+                       extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+    ax.set_axis_off()
+    return artist

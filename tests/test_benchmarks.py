@@ -1,0 +1,287 @@
+"""benchmarks/report.py: the result-file format, the budget verdicts and the Markdown, from fabricated results.
+
+No timing is measured or asserted here: ``make bench`` measures, on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _load_report()
+
+
+def fabricated(device: str = "cpu", quick: bool = False) -> dict:
+    """A complete, well-formed result with made-up numbers."""
+    machine = {
+        "device": device, "cpu_model": "Example CPU @ 2.0GHz", "cpu_cores": 2, "torch_threads": 2,
+        "gpu": None, "gpu_memory_gib": None, "cuda": None, "torch": "2.9.0", "torchvision": "0.24.0",
+        "timm": "1.0.20", "python": "3.11.7", "platform": "Linux-6.1-x86_64",
+    }
+    if device == "cuda":
+        machine.update(gpu="NVIDIA H100 80GB HBM3", gpu_memory_gib=79.1, cuda="12.8", cpu_cores=16, torch_threads=16)
+    result = {
+        "format": report.FORMAT, "tag": report.machine_tag(machine), "quick": quick,
+        "date": "2026-01-02T03:04:05Z", "command": "benchmarks/run.py", "machine": machine,
+        "notebooks": {
+            "command": "python -m pytest -q --nbval notebooks/<chapter>.ipynb",
+            "feature_cache": {"where": "the default user cache", "files_before": 5, "files_written": 0, "state": "warm"},
+            "runs": [{"notebook": f"0{i}_chapter", "seconds": 100.0 + i, "passed": True, "summary": "20 passed"}
+                     for i in range(1, 5)],
+            "complete": not quick, "total_seconds": 410.0,
+        },
+        "extraction": {"images": 128, "size": 224, "batch_size": 32, "weights": "Random weights.",
+                       "runs": [{"model": m, "seconds": 10.0, "images_per_s": 12.8}
+                                for m in ("resnet18", "vgg16", "efficientnet_lite0")]},
+        "frozen_head": {"model": "efficientnet_lite0", "per_class": 30, "images": 90, "epochs": 15, "batch_size": 32,
+                        "size": 224, "classic_seconds": 120.0, "extract_seconds": 8.0, "head_seconds": 0.05,
+                        "cached_seconds": 8.05, "warm_cache_seconds": 0.2, "speedup": 14.91, "warm_speedup": 600.0},
+        "finetune": {"size": 112, "batch_size": 16, "warmup_batches": 2, "batches": 8, "size_note": "chapter 3's CPU setting",
+                     "weights": "Random weights.",
+                     "runs": [{"model": m, "seconds": 20.0, "images_per_s": 6.4}
+                              for m in ("resnet18", "vgg16", "efficientnet_lite0")]},
+    }
+    result["budgets"] = report.budgets(result)
+    return result
+
+
+def verdicts(result: dict) -> list[str]:
+    return [b["verdict"] for b in result["budgets"]]
+
+
+# --------------------------------------------------------------------------- #
+# Format
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_fabricated_result_is_well_formed_and_survives_json(device):
+    result = fabricated(device)
+    assert report.validate(result) == []
+    assert report.validate(json.loads(json.dumps(result))) == []
+
+
+def test_skipped_measurements_are_null():
+    result = fabricated()
+    result["notebooks"] = result["finetune"] = None
+    result["budgets"] = report.budgets(result)
+    assert report.validate(result) == []
+    assert verdicts(result)[0] == "not checked"
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda r: r.pop("machine"), "machine is missing"),
+    (lambda r: r.update(format=99), "format"),
+    (lambda r: r.update(date="2 January 2026"), "date"),
+    (lambda r: r.update(tag="laptop"), "does not match"),
+    (lambda r: r.pop("extraction"), "extraction is missing"),
+    (lambda r: r["frozen_head"].update(speedup="fast"), "frozen_head.speedup"),
+    (lambda r: r["notebooks"]["runs"][0].update(passed="yes"), "notebooks.runs[0].passed"),
+    (lambda r: r["notebooks"]["feature_cache"].update(state="lukewarm"), "feature_cache.state"),
+    (lambda r: r["machine"].update(cpu_cores=True), "machine.cpu_cores"),
+    (lambda r: r["budgets"][0].update(verdict="ok"), "verdict"),
+])
+def test_malformed_results_are_named(breakage, message):
+    result = fabricated()
+    breakage(result)
+    problems = report.validate(result)
+    assert problems and any(message in p for p in problems), problems
+
+
+def test_machine_tags():
+    assert report.machine_tag(fabricated()["machine"]) == "cpu-2cores"
+    assert report.machine_tag(fabricated("cuda")["machine"]) == "cuda-nvidia-h100"
+    gpu = dict(fabricated("cuda")["machine"])
+    for name, tag in [("Tesla T4", "cuda-tesla-t4"), ("NVIDIA A100-SXM4-40GB", "cuda-nvidia-a100"),
+                      ("NVIDIA GeForce RTX 4090", "cuda-nvidia-geforce-rtx-4090")]:
+        gpu["gpu"] = name
+        assert report.machine_tag(gpu) == tag
+    assert all(re.fullmatch(r"[a-z0-9-]+", report.machine_tag(m)) for m in (gpu, fabricated()["machine"]))
+
+
+def test_write_gives_json_markdown_and_index(tmp_path):
+    result = fabricated()
+    json_path, md_path, index_path = report.write(result, tmp_path)
+    assert (json_path.name, md_path.name, index_path.name) == ("cpu-2cores.json", "cpu-2cores.md", "index.md")
+    assert json.loads(json_path.read_text()) == result
+    assert md_path.read_text() == report.render_markdown(result)
+    with pytest.raises(ValueError, match="malformed"):
+        report.write({**result, "tag": "x"}, tmp_path)
+
+
+# --------------------------------------------------------------------------- #
+# Budgets
+# --------------------------------------------------------------------------- #
+
+
+def test_budgets_met():
+    assert verdicts(fabricated()) == ["met", "met"]
+
+
+def test_budgets_not_met():
+    result = fabricated()
+    result["notebooks"]["total_seconds"] = 601.0
+    result["frozen_head"]["speedup"] = 9.9
+    assert verdicts({**result, "budgets": report.budgets(result)}) == ["not met", "not met"]
+
+
+def test_a_failed_chapter_fails_the_notebook_budget():
+    result = fabricated()
+    result["notebooks"]["runs"][2]["passed"] = False
+    budget = report.budgets(result)[0]
+    assert budget["verdict"] == "not met" and "03_chapter" in budget["note"]
+
+
+def test_quick_runs_check_no_budget():
+    assert verdicts(fabricated(quick=True)) == ["not checked", "not checked"]
+
+
+def test_other_machines_are_told_apart_from_the_reference():
+    budget = fabricated("cuda")["budgets"][0]
+    assert budget["verdict"] == "met" and "2 CPU cores" in budget["note"] and "16 cores" in budget["note"]
+
+
+# --------------------------------------------------------------------------- #
+# Markdown
+# --------------------------------------------------------------------------- #
+
+
+def _tables(markdown: str) -> list[list[list[str]]]:
+    """Every pipe table as rows of cells (the separator row left out)."""
+    tables, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not all(re.fullmatch(r"-+:?", c) for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_markdown_has_every_section_and_well_formed_tables():
+    text = report.render_markdown(fabricated())
+    assert text.startswith("# Benchmarks on `cpu-2cores`\n")
+    for heading in ("## Machine", "## Budgets", "## Chapters under `pytest --nbval`", "## Feature extraction",
+                    "## Frozen backbone, trained head: two ways", "## Full fine-tuning"):
+        assert f"\n{heading}\n" in text
+    tables = _tables(text)
+    assert len(tables) == 6
+    for table in tables:
+        assert len({len(row) for row in table}) == 1, table
+    assert not re.search(r"^#{3,} ", text, re.M), "deeper headings would pass H6 inside the book page"
+
+
+def test_markdown_states_hardware_budgets_and_cache_plainly():
+    text = report.render_markdown(fabricated())
+    assert "Example CPU @ 2.0GHz, 2 cores" in text and "PyTorch 2.9.0" in text and "2026-01-02" in text
+    budgets = {row[0]: row for row in _tables(text)[1][1:]}
+    assert budgets["All chapters under pytest --nbval"][1:] == ["≤ 10 minutes on 2 CPU cores",
+                                                               "6 min 50 s (410 s) for 4 chapters", "**met**"]
+    assert budgets["Frozen head: cached features vs. the classic loop"][3] == "**met**"
+    assert "14.9×" in budgets["Frozen head: cached features vs. the classic loop"][2]
+    assert "**warm**" in text and "no cache file was written" in text
+    assert "| VGG16 | 12.8 | 10.0 |" in text
+    assert "112 px (chapter 3's CPU setting)" in text
+    assert "float32" in text and "random weights" in text.lower()
+
+
+def test_markdown_of_a_gpu_result_names_the_gpu_and_mixed_precision():
+    text = report.render_markdown(fabricated("cuda"))
+    assert "NVIDIA H100 80GB HBM3, 79 GiB (CUDA 12.8)" in text
+    assert "float16 autocast" in text and "channels-last" in text
+
+
+def test_markdown_says_not_met_and_quick():
+    result = fabricated(quick=True)
+    assert "**Quick run**" in report.render_markdown(result)
+    result = fabricated()
+    result["frozen_head"]["speedup"] = 3.0
+    result["budgets"] = report.budgets(result)
+    assert "| **not met** |" in report.render_markdown(result)
+
+
+@pytest.mark.parametrize("cache, words", [
+    ({"files_before": 0, "files_written": 4, "state": "cold"}, "**cold**"),
+    ({"files_before": 3, "files_written": 2, "state": "partly warm"}, "**partly warm**"),
+])
+def test_markdown_states_a_cold_cache(cache, words):
+    result = fabricated()
+    result["notebooks"]["feature_cache"].update(cache)
+    assert words in report.render_markdown(result)
+
+
+# --------------------------------------------------------------------------- #
+# index.md and the book page
+# --------------------------------------------------------------------------- #
+
+
+def test_index_without_results_says_nothing_was_recorded():
+    text = report.render_index([])
+    assert "No CPU measurement has been recorded yet" in text
+    assert "No GPU measurement has been recorded yet" in text
+    assert "{include}" not in text
+
+
+def test_index_includes_the_latest_result_per_device(tmp_path):
+    older = fabricated()
+    newer = copy.deepcopy(older)
+    newer["machine"]["cpu_cores"] = 8
+    newer["tag"] = report.machine_tag(newer["machine"])
+    newer["date"] = "2026-02-01T00:00:00Z"
+    for result in (newer, older):
+        report.write(result, tmp_path)
+    (tmp_path / "broken.json").write_text("{")
+    text = (tmp_path / "index.md").read_text()
+    cpu = text.split(report.MARKERS["cpu"][0])[1].split(report.MARKERS["cpu"][1])[0]
+    assert "{include} " in cpu and "/cpu-8cores.md" in cpu and ":heading-offset: 2" in cpu
+    assert "`cpu-2cores`" in text  # listed as an older result
+    assert "No GPU measurement has been recorded yet" in text
+
+    report.write(fabricated("cuda"), tmp_path)
+    gpu = (tmp_path / "index.md").read_text().split(report.MARKERS["gpu"][0])[1]
+    assert "/cuda-nvidia-h100.md" in gpu.split(report.MARKERS["gpu"][1])[0]
+
+
+def test_the_book_page_includes_the_generated_index():
+    page = (ROOT / "book" / "timings.md").read_text()
+    assert page.startswith("# How long things take\n")
+    includes = re.findall(r"```\{include\} (\S+)\n((?::[\w-]+:.*\n)*)```", page)
+    assert includes and all(path == "/benchmarks/results/index.md" for path, _ in includes)
+    options = "".join(opts for _, opts in includes)
+    for kind in report.DEVICE_KINDS:
+        start, end = report.MARKERS[kind]
+        assert f":start-after: {start}" in options and f":end-before: {end}" in options
+    # Every marker the page cuts at is in an index.md as run.py writes it.
+    index = report.render_index([fabricated(), fabricated("cuda")])
+    for marker in re.findall(r":(?:start-after|end-before): (.+)", page):
+        assert marker in index
+
+
+def test_committed_results_are_well_formed():
+    """The files in benchmarks/results/ (when there are any) follow the format, and index.md is up to date."""
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        assert report.validate(result) == [], path.name
+        assert path.stem == result["tag"]
+        assert (RESULTS / f"{path.stem}.md").read_text() == report.render_markdown(result), (
+            f"{path.stem}.md differs from its JSON: run `python benchmarks/run.py --render-only` after editing")
+    assert (RESULTS / "index.md").read_text() == report.render_index(report.load_results(RESULTS)), (
+        "benchmarks/results/index.md is stale: run `python benchmarks/run.py --render-only`")
