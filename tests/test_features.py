@@ -227,3 +227,26 @@ def test_train_linear_head_separates_and_repeats():
     assert not torch.equal(head.weight, other.weight)
     sgd, _ = features.train_linear_head(train_set, epochs=15, lr=0.05, optimizer="sgd")
     assert features.accuracy(sgd, train_set) >= 0.95
+
+
+def test_imprint_head_is_the_nearest_class_mean_rule():
+    torch.manual_seed(0)
+    centers = torch.randn(3, 16) * 3
+    labels = torch.arange(3).repeat_interleave(10)
+    x = centers[labels] + torch.randn(30, 16)
+    fs = features.FeatureSet(features=x, labels=labels, files=[f"{i}.png" for i in range(30)],
+                             classes=["a", "b", "c"])
+    head = features.imprint_head(fs)
+    mean = x.mean(0)
+    unit = torch.nn.functional.normalize(x - mean, dim=1)
+    prototypes = torch.nn.functional.normalize(torch.stack([unit[labels == k].mean(0) for k in range(3)]), dim=1)
+    cosine_rule = (unit @ prototypes.T).argmax(1)
+    assert torch.equal(head(x).argmax(1), cosine_rule)
+    assert features.accuracy(head, fs) == 1.0
+
+
+def test_imprint_head_needs_every_class():
+    fs = features.FeatureSet(features=torch.randn(4, 8), labels=torch.tensor([0, 0, 1, 1]),
+                             files=["a", "b", "c", "d"], classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="no training features for class"):
+        features.imprint_head(fs)

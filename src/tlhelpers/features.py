@@ -400,6 +400,23 @@ def train_linear_head(
         raise ValueError(f"optimizer must be 'adam' or 'sgd', not {optimizer!r}")
     if len(train) == 0:
         raise ValueError("no training features")
+    with _one_thread():
+        return _train_linear_head(train, epochs, lr, weight_decay, optimizer, momentum, batch_size, seed, val)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    # A linear head's matrices are tiny: waking a second thread for each costs more
+    # than it saves, many times more on a busy two-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_linear_head(train, epochs, lr, weight_decay, optimizer, momentum, batch_size, seed, val):
     x, y = train.features.float().cpu(), train.labels.long().cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -433,6 +450,35 @@ def train_linear_head(
         history.append(row)
     head.eval()
     return head, history
+
+
+def imprint_head(train: FeatureSet, center: torch.Tensor | None = None) -> nn.Linear:
+    """A linear head set from class prototypes instead of trained: *weight imprinting* (chapter 4).
+
+    Features are centred (on ``center``, by default the mean of ``train``) and
+    scaled to unit length; each class's weight vector is the normalised mean of
+    its photos, so the head scores a photo by its cosine similarity to each
+    class prototype (nearest class mean, as in SimpleShot, Wang et al. 2019).
+    Centring and the bias fold into one ``nn.Linear`` on the raw features: the
+    length of a centred feature vector scales all of a photo's logits alike, so
+    the predicted class is the cosine rule's.  Needs no gradient steps, which is
+    what makes it strong with one to a few dozen photos per class.
+    """
+    if len(train) == 0:
+        raise ValueError("no training features")
+    x = train.features.float().cpu()
+    center = x.mean(0) if center is None else center.float().cpu()
+    unit = nn.functional.normalize(x - center, dim=1)
+    missing = [train.classes[k] for k in range(len(train.classes)) if not (train.labels == k).any()]
+    if missing:
+        raise ValueError(f"no training features for class(es) {', '.join(missing)}")
+    prototypes = torch.stack([unit[train.labels == k].mean(0) for k in range(len(train.classes))])
+    prototypes = nn.functional.normalize(prototypes, dim=1)
+    head = nn.Linear(x.shape[1], len(train.classes))
+    with torch.no_grad():
+        head.weight.copy_(prototypes)
+        head.bias.copy_(-prototypes @ center)
+    return head.eval()
 
 
 def _loss_and_accuracy(head: nn.Module, fs: FeatureSet) -> tuple[float, float]:
