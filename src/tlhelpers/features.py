@@ -1,11 +1,11 @@
 """Backbone features computed once, cached on disk, and a linear head trained on them.
 
-Chapter 4 ("The cats/dogs/pandas experiment") passes the photos through the
-frozen backbone once (:func:`extract`, about 100 s for 3,000 photos on two
-CPU cores) and then trains many linear heads on the stored features
-(:func:`train_linear_head`, seconds each): for a frozen backbone this is the
-same model as training the head end to end, only without recomputing the
-backbone every epoch.
+Chapter 2 ("Replacing VGG16's head") introduces it; chapters 3 and 4 reuse it.
+The photos pass through the frozen backbone once (:func:`extract`, a minute or
+two for 3,000 photos on two CPU cores), then many heads are trained on the
+stored features in seconds (:func:`train_linear_head`, :func:`imprint_head`):
+for a frozen backbone this is the same model as training the head end to end,
+only without recomputing the backbone every epoch.
 
 The cache
 ---------

@@ -1,8 +1,7 @@
 """One training loop for every chapter, with evaluation, prediction and seeding.
 
-Chapter 3 ("Freezing versus full fine-tuning") introduces :func:`fit`;
-chapter 4 ("The cats/dogs/pandas experiment") runs it for every strategy and
-seed.  :func:`fit` picks the device by itself (CUDA, Apple MPS, else CPU),
+Chapter 3 ("Freezing versus full fine-tuning") introduces :func:`fit` and
+runs it for every strategy and seed.  :func:`fit` picks the device by itself (CUDA, Apple MPS, else CPU),
 uses mixed precision and channels-last memory on CUDA, keeps frozen
 BatchNorm layers in eval mode (:func:`tlhelpers.surgery.train_mode`), skips
 the ``None`` batches of :func:`tlhelpers.data.loader` and shows ``tqdm.auto``
