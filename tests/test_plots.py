@@ -66,3 +66,10 @@ def test_prediction_grid_marks_wrong_predictions_in_red():
                                 mean=[0.5] * 3, std=[0.25] * 3)
     titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes]
     assert titles == [("cats / cats", "black"), ("dogs / dogs", "black"), ("dogs / cats", "red")]
+
+
+def test_results_table_shows_a_constant_count_once():
+    rows = [{"strategy": "frozen", "seed": s, "test_acc": 0.9 + s / 100, "trainable": 3843} for s in range(3)]
+    table = plots.results_table(rows, metrics=("test_acc", "trainable"))
+    assert "3,843" in table and "3843.0" not in table
+    assert "91.0 ± 1.0" in table

@@ -171,16 +171,19 @@ def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequen
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
     groups keep their order of first appearance.  Metrics ending in ``acc``
     are shown in percent; the standard deviation is the sample one (n − 1) and
-    is left out for a single run.  Missing (``None``) values are skipped.
+    is left out for a single run; an integer that is the same in every run
+    (a parameter count) is shown once, exactly.  Missing (``None``) values are skipped.
     Print it, or show it with ``IPython.display.Markdown``.
     """
     groups: dict = {}
     for row in rows:
         groups.setdefault(row[group], []).append(row)
 
-    def cell(values: list[float], percent: bool) -> str:
+    def cell(values: list, percent: bool) -> str:
         if not values:
             return "–"
+        if len(set(values)) == 1 and all(isinstance(v, int) for v in values):
+            return f"{values[0]:,}"  # a count that does not vary, such as trainable parameters
         values = np.asarray(values, dtype=float) * (100 if percent else 1)
         text = f"{values.mean():.{digits}f}"
         if len(values) > 1:
