@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from tlhelpers import data, surgery, zoo
+from tlhelpers import data, features, surgery, zoo
 
 FORMAT = "tlhelpers.classifier"
 FORMAT_VERSION = 1
@@ -85,22 +84,6 @@ def _same_preprocessing(a: dict, b: dict) -> bool:
         for key in ("mean", "std")
     )
     return floats_match and all(a[key] == b[key] for key in ("crop_size", "resize_size", "interpolation"))
-
-
-def body_fingerprint(model: nn.Module, head: str) -> str:
-    """SHA-256 of the shapes, dtypes and values of every ``state_dict`` tensor outside ``head`` (chapter 4).
-
-    Names are left out so that a renamed layer in a newer timm or torchvision
-    does not count as a different backbone.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        if surgery._matches(name, head):
-            continue
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{tuple(tensor.shape)}|{tensor.dtype};".encode())
-        digest.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
-    return digest.hexdigest()
 
 
 def _picture(item) -> Image.Image:
@@ -212,7 +195,7 @@ class Classifier:
             "format_version": FORMAT_VERSION,
             "backbone": self.backbone.name,
             "requested": self.backbone.requested,
-            "backbone_sha256": body_fingerprint(self.backbone.model, self.backbone.head),
+            "backbone_sha256": features.model_fingerprint(self.backbone.model, skip=self.backbone.head),
             "head": {name: tensor.detach().cpu().clone() for name, tensor in self.head.state_dict().items()},
             "classes": list(self.classes),
             "preprocessing": preprocessing(self.backbone.transforms),
@@ -254,7 +237,7 @@ class Classifier:
                 f"{path} was saved with the preprocessing {payload['preprocessing']}, but "
                 f"{zoo.title(name)} here uses {here}; its predictions would be wrong."
             )
-        if body_fingerprint(backbone.model, backbone.head) != payload["backbone_sha256"]:
+        if features.model_fingerprint(backbone.model, skip=backbone.head) != payload["backbone_sha256"]:
             raise ClassifierFileError(
                 f"The {zoo.title(name)} weights here are not those the head in {path} was trained on "
                 "(was the backbone fine-tuned or converted before saving? The file keeps only the head)."

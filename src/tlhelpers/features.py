@@ -142,15 +142,18 @@ def feature_extractor(model: nn.Module, head: str | None = None) -> nn.Module:
     return extractor.eval()
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the names, shapes, dtypes and values of all ``state_dict`` tensors.
+def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:
+    """SHA-256 of the names, shapes, dtypes and values of the ``state_dict`` tensors.
 
-    Hashing is fast (VGG16's 528 MB in about half a second) next to a pass
-    over the photos, and unlike a sample of the weights it changes with any
-    fine-tuning step.
+    Tensors of the module ``skip`` (a head, say) are left out.  Hashing is fast
+    (VGG16's 528 MB in about half a second) next to a pass over the photos, and
+    unlike a sample of the weights it changes with any fine-tuning step.
+    Chapters 2–4 use it through the feature cache and saved classifiers.
     """
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
+        if skip is not None and surgery._matches(name, skip):
+            continue
         tensor = tensor.detach()
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype};".encode())
         flat = tensor.cpu().contiguous().reshape(-1)
