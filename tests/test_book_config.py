@@ -84,3 +84,26 @@ def test_every_copy_of_the_address_agrees():
             wrong += [f"{relative}: Colab link to {repo} on {ref}" for repo, ref in COLAB_LINK.findall(text)
                       if (repo, ref) != (owner_name, branch)]
     assert not wrong, f"_config.yml says {url} (branch {branch}), but:\n" + "\n".join(wrong)
+
+
+def _project_version() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_setup_cell_pins_the_book_version(notebook):
+    """Colab installs the helpers the chapter was executed with (tag v<version>), not a moving branch."""
+    source = _first_code_cell(notebook)
+    refs = re.findall(r"git\+https://github\.com/[\w.\-]+/[\w.\-]+?(?:\.git)?@([\w.\-]+)", source)
+    assert refs == [f"v{_project_version()}"], (
+        f"{notebook.name}: the setup cell should install tag v{_project_version()} (pyproject's version), "
+        f"found {refs or 'no pinned ref'}"
+    )
+    assert "--upgrade" not in source and "-U " not in source, "the setup cell must not upgrade Colab's packages"
+
+
+def test_package_version_is_the_project_version():
+    import tlhelpers
+
+    assert tlhelpers.__version__ == _project_version()

@@ -469,22 +469,60 @@ def test_real_dataset_has_three_classes_of_1000():
     assert images.counts() == {"cats": 1000, "dogs": 1000, "panda": 1000}
 
 
+def make_kaggle_animals_download(root: Path, per_class: int = 3) -> Path:
+    """A stand-in for what ``kagglehub.dataset_download`` of the animals set unpacks, in its real layout.
+
+    The Kaggle dataset (ashishsaxena2209/animal-image-datasetdog-cat-and-panda) holds the
+    photos twice, ``animals/{cats,dogs,panda}/cats_00001.jpg …`` and the same again in
+    ``animals/animals/``, plus ``images/`` with a few loose sample photos (``images/dog.jpg``).
+    """
+    for copy in (root / "animals", root / "animals" / "animals"):
+        for class_index, name in enumerate(("cats", "dogs", "panda")):
+            (copy / name).mkdir(parents=True)
+            for i in range(1, per_class + 1):
+                make_good_jpeg(copy / name / f"{name}_{i:05d}.jpg", seed=100 * class_index + i)
+    (root / "images").mkdir()
+    for index, name in enumerate(("cat", "dog", "panda")):
+        make_good_jpeg(root / "images" / f"{name}.jpg", seed=900 + index)
+    return root
+
+
 def test_locate_downloads_with_kagglehub_and_links_into_cache(tmp_path, isolated_places, monkeypatch):
     import sys
     import types
 
-    download = tmp_path / "kaggle"
-    make_dataset(download / "animals" / "animals", {"cats": 1, "dogs": 1, "panda": 1})
-    (download / "images").mkdir()
-    make_good_jpeg(download / "images" / "sample.jpg")  # a folder of loose samples beside the real set
-    fake = types.SimpleNamespace(dataset_download=lambda handle: str(download) if handle == data.KAGGLE_DATASETS["animals"] else None)
+    download = make_kaggle_animals_download(tmp_path / "kagglehub" / "versions" / "1")
+    calls = []
+
+    def dataset_download(handle):
+        calls.append(handle)
+        if handle != data.KAGGLE_DATASETS["animals"]:
+            raise ValueError(f"no such dataset: {handle}")
+        return str(download)
+
+    fake = types.ModuleType("kagglehub")
+    fake.dataset_download = dataset_download
     monkeypatch.setitem(sys.modules, "kagglehub", fake)
     monkeypatch.setenv(data.OFFLINE_ENV, "1")
     with pytest.raises(data.DataNotFound, match="not tried"):
         data.locate()
+    assert calls == []
+
     monkeypatch.delenv(data.OFFLINE_ENV)
     found = data.locate()
-    assert data.scan(found).classes == ["cats", "dogs", "panda"]
-    assert (isolated_places / "animals").is_dir()  # linked: the next call needs no download
-    monkeypatch.setitem(sys.modules, "kagglehub", None)
-    assert data.scan(data.locate()).classes == ["cats", "dogs", "panda"]
+    # The clean inner copy: the outer animals/ would make scan() see a fourth class "animals".
+    assert found == (download / "animals" / "animals").resolve()
+    images = data.scan(found)
+    assert images.classes == ["cats", "dogs", "panda"]
+    assert images.counts() == {"cats": 3, "dogs": 3, "panda": 3}
+    report = data.check(found)
+    assert report.usable and report.classes == ["cats", "dogs", "panda"] and not report.problems
+    assert calls == [data.KAGGLE_DATASETS["animals"]]
+
+    link = isolated_places / "animals"
+    assert link.is_symlink() and link.resolve() == found  # the next call needs no download
+
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # `import kagglehub` now fails
+    again = data.locate()
+    assert again == found and calls == [data.KAGGLE_DATASETS["animals"]]
+    assert data.scan(again).classes == ["cats", "dogs", "panda"]

@@ -138,3 +138,27 @@ def test_packaged_model_knows_chelsea_is_a_cat(lite0):
 
 def test_packaged_model_knows_coffee_is_espresso(lite0):
     assert lite0.categories[_top1(lite0, skdata.coffee())] == "espresso"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "wrong model"])
+def test_corrupt_checkpoint_never_becomes_the_fallback(torch_home, damage):
+    path, _ = _put_checkpoint("resnet18")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        torch.save({"weight": torch.zeros(3)}, path)
+    with pytest.raises(zoo.CorruptCheckpoint) as info:
+        zoo.load("resnet18", fallback=zoo.FALLBACK)
+    assert str(path) in str(info.value) and "Delete" in str(info.value)
+    assert path.exists(), "the damaged file is the user's to delete"
+
+
+def test_weights_reachable(torch_home, monkeypatch):
+    assert not zoo.weights_reachable("resnet18")  # offline, nothing cached
+    _put_checkpoint("resnet18")
+    assert zoo.weights_reachable("resnet18")
+    monkeypatch.setenv(zoo.FORCE_FALLBACK_ENV, "1")
+    assert not zoo.weights_reachable("resnet18")
+    monkeypatch.delenv(zoo.FORCE_FALLBACK_ENV)
+    monkeypatch.delenv(zoo.OFFLINE_ENV)
+    assert zoo.weights_reachable("vgg16")  # a download may be tried

@@ -2,7 +2,7 @@
 
 The stored outputs are what the book shows and what `pytest --nbval` compares
 against, so they are produced under the same pinned conditions as the test suite:
-the packaged fallback weights and no downloads.
+the packaged fallback weights, no downloads, and hidden checks that raise.
 
     python tools/execute_notebooks.py notebooks/01_pretrained_inference.ipynb ...
 """
@@ -42,6 +42,7 @@ def execute(path: Path) -> float:
 def main(paths: list[str]) -> int:
     os.environ["TLHELPERS_FORCE_FALLBACK"] = "1"
     os.environ["TLHELPERS_OFFLINE"] = "1"
+    os.environ["TLHELPERS_STRICT_CHECKS"] = "1"  # every claim of the text must hold here
     for name in paths:
         seconds = execute(Path(name))
         print(f"{name}: executed in {seconds:.0f} s")

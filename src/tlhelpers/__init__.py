@@ -4,4 +4,4 @@ One module per concept; import what a chapter needs explicitly, e.g.
 ``from tlhelpers import zoo, data``.  Importing the package does nothing else.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -25,7 +25,7 @@ import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 import platformdirs
@@ -127,8 +127,14 @@ def _offline() -> bool:
 
 
 def _best_dataset_folder(top: Path, max_depth: int = 4) -> Path | None:
-    """The folder under ``top`` with the most class subfolders holding images (shallowest wins)."""
-    best, best_classes = None, 0
+    """The folder under ``top`` with the most class subfolders holding images.
+
+    Among equals, the one with fewer other subfolders wins, then the shallowest.
+    The Kaggle animals download holds the set twice, ``animals/{cats,dogs,panda}``
+    beside a copy in ``animals/animals/``: the inner folder is the clean one,
+    since :func:`scan` would take the outer one's ``animals/`` for a fourth class.
+    """
+    best, best_key = None, (0, 0)
     level = [top]
     for _ in range(max_depth + 1):
         next_level = []
@@ -138,8 +144,9 @@ def _best_dataset_folder(top: Path, max_depth: int = 4) -> Path | None:
             except OSError:
                 continue
             n_classes = sum(_holds_images(sub) for sub in subfolders)
-            if n_classes > best_classes:
-                best, best_classes = folder, n_classes
+            key = (n_classes, n_classes - len(subfolders))
+            if n_classes and key > best_key:
+                best, best_key = folder, key
             next_level.extend(subfolders)
         level = next_level
     return best
@@ -283,22 +290,26 @@ def _reason(error: BaseException) -> str:
     return f"cannot decode ({type(error).__name__}: {text})" if text else f"cannot decode ({type(error).__name__})"
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
+def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
     """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage`.
 
     Used everywhere pictures are read (chapters 1–4).  Greyscale, palette,
     CMYK and 16-bit images become RGB (16-bit values are scaled, not clipped);
     transparent parts are composited on white; EXIF orientation is applied.
     The pixels are decoded here, so a truncated or corrupt file fails now with
-    a short reason, never half-loaded later.
+    a short reason, never half-loaded later.  ``path`` may also be an open
+    binary file, such as ``io.BytesIO(content)`` of an uploaded photo.
     """
-    path = Path(path)
+    if hasattr(path, "read"):
+        source, path = path, Path(getattr(path, "name", None) or "uploaded image")
+    else:
+        source = path = Path(path)
     try:
-        if path.is_file() and path.stat().st_size == 0:
+        if source is path and path.is_file() and path.stat().st_size == 0:
             raise UnreadableImage(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 image.load()
                 try:
                     image = ImageOps.exif_transpose(image)
@@ -544,7 +555,8 @@ class CheckReport:
 
     def summary(self) -> str:
         """A human-readable report: counts per class, image sizes, every unusable file, the verdict."""
-        lines = [f"Dataset folder: {self.root}"]
+        # The folder's name only: where it lies is the caller's (and stays out of notebook outputs).
+        lines = [f"Dataset folder: {self.root.name or self.root}"]
         lines.extend(self.messages)
         if self.classes:
             unreadable = {name: 0 for name in self.classes}

@@ -3,12 +3,15 @@
 Each function returns a widget to display; the figures inside are drawn into
 ``Output`` widgets, so a notebook saved with its widget state shows the first
 view even in the static HTML book.
+
+Works with ipywidgets 7.7 (what Google Colab ships) and 8: the only API that
+differs between them here is ``FileUpload.value``, read by :func:`uploaded_files`.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
@@ -16,6 +19,20 @@ import matplotlib.pyplot as plt
 from tlhelpers import plots
 
 Prediction = Sequence[tuple[str, float]]
+
+
+def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
+    """``[(file name, content), ...]`` from a ``FileUpload.value`` of ipywidgets 7 or 8 (chapters 1 and 4).
+
+    ipywidgets 8 gives a tuple of dicts, ``{"name": ..., "content": memoryview, ...}``;
+    ipywidgets 7 (Google Colab) a dict ``{name: {"metadata": {"name": ...}, "content": bytes}}``.
+    """
+    if not value:
+        return []
+    if isinstance(value, Mapping):  # ipywidgets 7
+        return [(str(item.get("metadata", {}).get("name", name)), bytes(item["content"]))
+                for name, item in value.items()]
+    return [(str(item["name"]), bytes(item["content"])) for item in value]  # ipywidgets 8
 
 
 def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object], Prediction],
@@ -47,14 +64,14 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     def on_upload(change) -> None:
         from tlhelpers import data
 
-        for item in change["new"]:
-            name = f"uploaded: {item['name']}"
+        for filename, content in uploaded_files(change["new"]):
+            name = f"uploaded: {filename}"
             try:
-                uploaded[name] = data.load_rgb(io.BytesIO(bytes(item["content"])))
+                uploaded[name] = data.load_rgb(io.BytesIO(content))
             except data.UnreadableImage as err:
                 out.clear_output()
                 with out:
-                    print(f"Cannot use {item['name']}: {err.reason}")
+                    print(f"Cannot use {filename}: {err.reason}")
                 return
             choice.options = [*choice.options, name] if name not in choice.options else choice.options
             choice.value = name

@@ -39,7 +39,11 @@ class WeightsUnavailable(RuntimeError):
 
 
 class CorruptCheckpoint(WeightsUnavailable):
-    """A checkpoint file exists but cannot be read (truncated, corrupt, wrong model)."""
+    """A checkpoint file exists but cannot be read (truncated, corrupt, wrong model).
+
+    :func:`load` raises it even when a fallback is allowed: a damaged file in
+    the cache must be repaired, never silently replaced by other weights.
+    """
 
 
 @dataclass
@@ -158,6 +162,19 @@ def fallback_forced() -> bool:
     return os.environ.get(FORCE_FALLBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def weights_reachable(name: str) -> bool:
+    """Whether torchvision can be asked for ``name``'s ImageNet weights here (chapters 1 and 2).
+
+    True when the fallback is not forced and the checkpoint is in torch's hub
+    cache, or downloads are allowed (``TLHELPERS_OFFLINE`` unset; the download
+    itself may still fail).  Chapters use it to show the plain torchvision
+    call only where it can work.
+    """
+    if fallback_forced():
+        return False
+    return checkpoint_path(name).exists() or not os.environ.get(OFFLINE_ENV)
+
+
 def load(name: str, fallback: str | None = None) -> Backbone:
     """Load a pretrained zoo model in eval mode (chapters 1–4).
 
@@ -175,6 +192,8 @@ def load(name: str, fallback: str | None = None) -> Backbone:
         return _load_efficientnet_lite0(requested=name, reason=f"{FORCE_FALLBACK_ENV} is set")
     try:
         return _load_torchvision(name, spec)
+    except CorruptCheckpoint:
+        raise  # a damaged file is a problem to fix, not a reason to quietly use other weights
     except WeightsUnavailable:
         if fallback is None:
             raise
