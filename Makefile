@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup test unit nbval book check-book notebooks bench clean
+.PHONY: setup test unit nbval real-path book check-book notebooks bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks $(NBVAL)
+	$(MAKE) --no-print-directory real-path
 	$(MAKE) --no-print-directory check-book
 
 unit: $(STAMP)
@@ -35,6 +36,13 @@ unit: $(STAMP)
 
 nbval: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)
+
+# Every chapter again on the real torchvision path (stand-in checkpoints with random
+# weights, reduced photos, fallback not forced), outputs not compared; see the script.
+# The script builds the kernels' environment itself; env -u keeps the fallback pin out anyway.
+# REAL_PATH_ARGS=--help for the options (e.g. "--chapters 03 --budget cpu --keep").
+real-path: $(STAMP)
+	env -u TLHELPERS_FORCE_FALLBACK -u TLHELPERS_STRICT_CHECKS $(PY) tools/run_real_path.py $(REAL_PATH_ARGS)
 
 # The pages' JavaScript (widgets, MathJax) from the npm registry; never committed.
 BOOK_JS := .widget-js/fetched.txt

@@ -22,6 +22,7 @@ FORMAT = 1
 NOTEBOOK_BUDGET_S = 600.0  # all chapters under pytest --nbval ...
 NOTEBOOK_BUDGET_CORES = 2  # ... on 2 CPU cores
 CACHE_SPEEDUP_BUDGET = 10.0  # cached frozen-head run at least this many times faster than the classic one
+REAL_PATH_BUDGET_S = 240.0  # every chapter on the real path, both budgets (tools/run_real_path.py), 2 CPU cores
 
 DEVICE_KINDS = ("cpu", "gpu")
 DEVICE_TITLES = {"cpu": "CPU", "gpu": "GPU"}
@@ -45,7 +46,13 @@ SECTION_KEYS = {
     "finetune": {"size": int, "batch_size": int, "warmup_batches": int, "batches": int, "size_note": str,
                  "weights": str, "runs": list},
 }
+# Sections added after format 1 was first written: a result without them is still well formed.
+OPTIONAL_SECTION_KEYS = {
+    "real_path": {"command": str, "photos_per_class": int, "budgets": list, "setup_seconds": (int, float),
+                  "runs": list, "complete": bool, "total_seconds": (int, float)},
+}
 RUN_KEYS = {
+    "real_path": {"notebook": str, "budget": str, "seconds": (int, float), "passed": bool, "notes": int},
     "notebooks": {"notebook": str, "seconds": (int, float), "passed": bool, "summary": str},
     "extraction": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
     "finetune": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
@@ -120,9 +127,10 @@ def validate(result: dict) -> list[str]:
         problems.append(f"tag {result['tag']!r} does not match the machine ({machine_tag(result['machine'])!r})")
     if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", result["date"]):
         problems.append(f"date {result['date']!r} is not YYYY-MM-DDTHH:MM:SSZ (UTC)")
-    for section, spec in SECTION_KEYS.items():
+    for section, spec in {**SECTION_KEYS, **OPTIONAL_SECTION_KEYS}.items():
         if section not in result:
-            problems.append(f"result.{section} is missing (null when it was skipped)")
+            if section not in OPTIONAL_SECTION_KEYS:
+                problems.append(f"result.{section} is missing (null when it was skipped)")
             continue
         value = result[section]
         if value is None:
@@ -159,7 +167,11 @@ def duration(seconds: float) -> str:
 
 
 def budgets(result: dict) -> list[dict]:
-    """The book's two budgets, each with its limit, the measured value and ``met``/``not met``/``not checked``."""
+    """The book's budgets, each with its limit, the measured value and ``met``/``not met``/``not checked``.
+
+    The real-path budget is there only for results that have a ``real_path``
+    entry (results written before it existed do not).
+    """
     machine = result["machine"]
     quick = result["quick"]
     rows = []
@@ -195,7 +207,34 @@ def budgets(result: dict) -> list[dict]:
         else:
             row["verdict"] = "met" if fh["speedup"] >= CACHE_SPEEDUP_BUDGET else "not met"
     rows.append(row)
+
+    if "real_path" in result:
+        rows.append(_real_path_budget(result))
     return rows
+
+
+def _real_path_budget(result: dict) -> dict:
+    machine, rp = result["machine"], result["real_path"]
+    row = {"name": "All chapters on the real path (stand-in weights, both budgets)",
+           "limit": f"≤ {REAL_PATH_BUDGET_S / 60:g} minutes on {NOTEBOOK_BUDGET_CORES} CPU cores",
+           "measured": "not measured", "verdict": "not checked", "note": ""}
+    if rp is None:
+        return row
+    total = rp["total_seconds"]
+    row["measured"] = (duration(total) + (f" ({total:.0f} s)" if total >= 60 else "")
+                       + f" for {_count(len(rp['runs']), 'run')}")
+    failed = [f"{r['notebook']} [{r['budget']}]" for r in rp["runs"] if not r["passed"]]
+    if result["quick"] or not rp["complete"]:
+        row["note"] = "quick run: only some chapters were run" if result["quick"] else "only some chapters or budgets were run"
+    elif failed:
+        row["verdict"] = "not met"
+        row["note"] = "a chapter failed on the real path: " + ", ".join(failed)
+    else:
+        row["verdict"] = "met" if total <= REAL_PATH_BUDGET_S else "not met"
+        if machine["device"] != "cpu" or machine["cpu_cores"] != NOTEBOOK_BUDGET_CORES:
+            row["note"] = (f"the budget is set for {NOTEBOOK_BUDGET_CORES} CPU cores; this machine has "
+                           f"{machine['cpu_cores']} cores" + (f" and a {machine['gpu']}" if machine["gpu"] else ""))
+    return row
 
 
 # --------------------------------------------------------------------------- #
@@ -280,6 +319,21 @@ def render_markdown(result: dict) -> str:
         rows.append(["**Total**", f"**{duration(nb['total_seconds'])}**", "" if nb["complete"]
                      else "only some chapters"])
         lines += _table(["Chapter", "Wall time", "Result"], rows, "lrl")
+
+    rp = result.get("real_path")
+    if rp is not None:
+        lines += ["## Chapters on the real path", ""]
+        lines += [f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
+                  f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
+                  f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
+                  f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
+                  f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.", ""]
+        rows = [[f"`{r['notebook']}`", r["budget"], duration(r["seconds"]),
+                 ("passed" if r["passed"] else "**failed**") + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
+                for r in rp["runs"]]
+        rows.append(["**Whole run**", "", f"**{duration(rp['total_seconds'])}**", "" if rp["complete"]
+                     else "only some chapters or budgets"])
+        lines += _table(["Chapter", "Budget", "Wall time", "Result"], rows, "llrl")
 
     ex = result.get("extraction")
     if ex is not None:

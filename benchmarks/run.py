@@ -5,12 +5,15 @@ Measures, on the current machine:
 1. the wall time of each chapter under ``pytest --nbval``, as ``make test``
    runs it (same options and environment; one pytest process per chapter),
    and whether the feature cache was warm;
-2. the feature-extraction throughput of each zoo backbone at 224 px on real
+2. the second run of every chapter on the real torchvision path that
+   ``make test`` does after it (``tools/run_real_path.py``: stand-in
+   checkpoints, reduced photos, both budgets), whole and per chapter;
+3. the feature-extraction throughput of each zoo backbone at 224 px on real
    photos, JPEG decoding included;
-3. a frozen-backbone head trained for 15 epochs two ways: ``train.fit`` re-running
+4. a frozen-backbone head trained for 15 epochs two ways: ``train.fit`` re-running
    the backbone every epoch (the classic tutorial loop) and cached features
    (``features.extract`` once + ``features.train_linear_head``);
-4. the training throughput of full fine-tuning of each zoo backbone at
+5. the training throughput of full fine-tuning of each zoo backbone at
    chapter 3's resolution (112 px on a CPU, 224 px on a GPU).
 
 and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import json
 import math
 import os
 import platform
@@ -45,7 +49,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "extraction", "frozen_head", "finetune")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune")
+REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
 FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
@@ -184,8 +189,44 @@ def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
     }
 
 
+def time_real_path(names: list[str] | None, budget: str) -> dict | None:
+    """``make real-path`` as ``make test`` runs it, timed as a whole; the script's own per-run times."""
+    command = [sys.executable, REAL_PATH_SCRIPT, "--budget", budget]
+    if names is not None:
+        command += ["--chapters", *(Path(name).stem for name in names)]
+    with tempfile.TemporaryDirectory(prefix="tlbench-real-path-") as scratch:
+        summary_path = Path(scratch) / "summary.json"
+        start = time.perf_counter()
+        # The script builds its kernels' environment itself (fallback not forced, its own caches).
+        done = subprocess.run([*command, "--json", str(summary_path)], cwd=ROOT, capture_output=True, text=True,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        seconds = time.perf_counter() - start
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    if summary is None:
+        log(f"  {REAL_PATH_SCRIPT} ran no chapter (rc {done.returncode}):")
+        log("\n".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
+        return None
+    runs = [{"notebook": r["chapter"], "budget": r["budget"], "seconds": r["seconds"], "passed": r["passed"],
+             "notes": r["notes"]} for r in summary["runs"]]
+    for run in runs:
+        log(f"  {run['notebook']} [{run['budget']}]: {report.duration(run['seconds'])}"
+            + ("" if run["passed"] else " (failed)"))
+    log(f"  whole run: {report.duration(seconds)}")
+    if done.returncode != 0:  # the script's own list of what failed
+        log(done.stdout[done.stdout.rfind("\nFAILED:"):].strip() if "\nFAILED:" in done.stdout else done.stdout[-2000:])
+    return {
+        "command": "python " + " ".join(command[1:]),
+        "photos_per_class": summary["photos_per_class"],
+        "budgets": summary["budgets"],
+        "setup_seconds": summary["setup_seconds"],
+        "runs": runs,
+        "complete": names is None and budget == "both",
+        "total_seconds": round(seconds, 2),
+    }
+
+
 # --------------------------------------------------------------------------- #
-# 2–4. The in-process measurements
+# 3–5. The in-process measurements
 # --------------------------------------------------------------------------- #
 
 
@@ -419,26 +460,37 @@ def main(argv=None) -> int:
             names = wanted
         elif args.quick:
             names = names[:1]
-        log(f"[1/4] chapters under pytest --nbval ({len(names)})")
+        log(f"[1/5] chapters under pytest --nbval ({len(names)})")
         result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
                                              cold_cache=args.cold_cache)
+
+    if "real_path" not in args.skip:
+        names = None
+        if args.notebooks:
+            names = [n if n.endswith(".ipynb") else n + ".ipynb" for n in args.notebooks]
+        elif args.quick:
+            names = chapters()[:1]
+        budget = "cpu" if args.quick else "both"
+        log(f"[2/5] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+            f" chapter(s), budget {budget})")
+        result["real_path"] = time_real_path(names, budget)
 
     animals = data.scan(data.locate())
     if "extraction" not in args.skip or "finetune" not in args.skip:
         n = sizes["extract_images"]
         photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
     if "extraction" not in args.skip:
-        log(f"[2/4] feature extraction, {len(photos)} photos")
+        log(f"[3/5] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
         train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
                                    sizes["head_per_class"], seed=SEED)
-        log(f"[3/4] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        log(f"[4/5] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
         result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
                                                  sizes["head_per_class"])
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
-        log(f"[4/4] full fine-tuning at {size} px")
+        log(f"[5/5] full fine-tuning at {size} px")
         result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
                                            sizes["finetune_batches"][kind])
 

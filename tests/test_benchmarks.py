@@ -158,6 +158,75 @@ def test_other_machines_are_told_apart_from_the_reference():
 
 
 # --------------------------------------------------------------------------- #
+# The real-path run (tools/run_real_path.py)
+# --------------------------------------------------------------------------- #
+
+
+def with_real_path(quick: bool = False, seconds: float = 30.0) -> dict:
+    """A fabricated result with the real-path entry (every chapter, both budgets)."""
+    result = fabricated(quick=quick)
+    runs = [{"notebook": f"0{i}_chapter", "budget": budget, "seconds": seconds, "passed": True, "notes": i}
+            for budget in ("cpu", "full") for i in range(1, 5)]
+    result["real_path"] = {"command": "python tools/run_real_path.py --budget both", "photos_per_class": 16,
+                           "budgets": ["cpu", "full"], "setup_seconds": 5.0, "runs": runs, "complete": not quick,
+                           "total_seconds": 5.0 + seconds * len(runs)}
+    result["budgets"] = report.budgets(result)
+    return result
+
+
+def test_a_result_with_the_real_path_is_well_formed():
+    result = with_real_path()
+    assert report.validate(result) == []
+    assert report.validate(json.loads(json.dumps(result))) == []
+    result["real_path"]["runs"][0].pop("budget")
+    assert any("real_path.runs[0].budget" in p for p in report.validate(result))
+
+
+def test_results_from_before_the_real_path_stay_well_formed():
+    result = fabricated()
+    assert "real_path" not in result and report.validate(result) == []
+    assert len(result["budgets"]) == 2
+
+
+def test_real_path_budget():
+    result = with_real_path(seconds=25.0)  # 5 s + 8 runs × 25 s = 205 s
+    budget = result["budgets"][2]
+    assert budget["verdict"] == "met" and budget["limit"] == "≤ 4 minutes on 2 CPU cores"
+    assert "8 runs" in budget["measured"]
+    assert with_real_path(seconds=30.0)["budgets"][2]["verdict"] == "not met"  # 245 s
+
+
+def test_a_chapter_failing_on_the_real_path_fails_its_budget():
+    result = with_real_path(seconds=1.0)
+    result["real_path"]["runs"][5]["passed"] = False
+    budget = report.budgets(result)[2]
+    assert budget["verdict"] == "not met" and "02_chapter [full]" in budget["note"]
+
+
+def test_real_path_not_checked_when_quick_partial_or_skipped():
+    assert with_real_path(quick=True)["budgets"][2]["verdict"] == "not checked"
+    partial = with_real_path(seconds=1.0)
+    partial["real_path"]["complete"] = False
+    assert report.budgets(partial)[2]["verdict"] == "not checked"
+    skipped = {**fabricated(), "real_path": None}
+    assert report.budgets(skipped)[2]["verdict"] == "not checked"
+    assert report.validate({**skipped, "budgets": report.budgets(skipped)}) == []
+
+
+def test_markdown_of_the_real_path():
+    text = report.render_markdown(with_real_path(seconds=20.0))
+    assert "\n## Chapters on the real path\n" in text
+    table = _tables(text)[3]  # after the machine, the budgets and the chapters under nbval
+    assert table[0] == ["Chapter", "Budget", "Wall time", "Result"]
+    assert table[1] == ["`01_chapter`", "cpu", "20.0 s", "passed (1 note)"]
+    assert table[-1] == ["**Whole run**", "", "**2 min 45 s**", ""]
+    assert "16 photos per class" in text and "random weights" in text
+    budgets = {row[0]: row for row in _tables(text)[1][1:]}
+    assert budgets["All chapters on the real path (stand-in weights, both budgets)"][3] == "**met**"
+    assert "## Chapters on the real path" not in report.render_markdown(fabricated())
+
+
+# --------------------------------------------------------------------------- #
 # Markdown
 # --------------------------------------------------------------------------- #
 
