@@ -193,6 +193,20 @@ def test_the_parameters_cell_contract(cells, problem):
     assert found == problem if problem is None else problem in found
 
 
+@pytest.mark.parametrize("cells, reads", [
+    ([_cell("FULL_BUDGET = False", tags=["parameters"]), _cell("n = 10 if FULL_BUDGET else 2")], True),
+    ([_cell("QUICK_RUN = False", tags=["parameters"]), _cell("x = 1")], False),
+    ([new_markdown_cell("Set `FULL_BUDGET = True` on a GPU."), _cell("x = 1")], False),  # prose is not code
+])
+def test_the_full_run_is_skipped_only_where_it_would_repeat_the_cpu_run(cells, reads):
+    assert rp.reads_full_budget(new_notebook(cells=cells)) is reads
+
+
+def test_the_chapters_with_a_full_budget_knob_get_their_full_run():
+    chapter3 = nbformat.read(ROOT / "notebooks" / "03_freeze_vs_finetune.ipynb", as_version=4)
+    assert rp.reads_full_budget(chapter3)
+
+
 # --------------------------------------------------------------------------- #
 # One tiny notebook, executed with papermill in the runner's environment
 # --------------------------------------------------------------------------- #

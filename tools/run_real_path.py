@@ -18,7 +18,8 @@ chapter's ``parameters``-tagged cell (``FULL_BUDGET = False``,
 ``QUICK_RUN = False``; a chapter without knobs needs no such cell):
 
 * ``cpu``:  ``FULL_BUDGET=False, QUICK_RUN=True``
-* ``full``: ``FULL_BUDGET=True,  QUICK_RUN=True``
+* ``full``: ``FULL_BUDGET=True,  QUICK_RUN=True`` — only for chapters whose code
+  reads ``FULL_BUDGET``; for the others it would be the ``cpu`` run again.
 
 ``QUICK_RUN`` makes a chapter use fewer epochs, seeds and sizes, only to prove
 that its cells run.  The photos are a reduced copy of the real dataset (found
@@ -221,6 +222,12 @@ def parameters_problem(notebook) -> str | None:
         return (f"{', '.join(misplaced)} is assigned outside a cell tagged `parameters`, "
                 "so papermill's value would be overridden")
     return None
+
+
+def reads_full_budget(notebook) -> bool:
+    """Whether any code cell reads ``FULL_BUDGET``; if none does, the ``full`` run would repeat ``cpu``."""
+    return any(re.search(r"\bFULL_BUDGET\b", cell.source)
+               for cell in notebook.cells if cell.cell_type == "code")
 
 
 def text_of(output) -> str:
@@ -488,6 +495,9 @@ def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Pa
         log(f"Real path: {len(selected)} chapter(s) x budget(s) {', '.join(budgets)}; stand-in checkpoints "
             f"(random weights), {per_class} photos per class; setup {setup_seconds:.1f} s")
         for budget, notebook in [(budget, notebook) for budget in budgets for notebook in selected]:
+            if budget == "full" and not reads_full_budget(nbformat.read(notebook, as_version=4)):
+                log(f"  {notebook.stem:26s} full  skipped: no FULL_BUDGET knob, the cpu run covers it")
+                continue
             run = execute(notebook, out / f"{notebook.stem}.{budget}.ipynb", budget, env, timeout)
             runs.append(run)
             first = next((f for f in run.failures if f.cell is not None), run.failures[0]) if run.failures else ""
