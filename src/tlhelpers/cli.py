@@ -11,6 +11,13 @@ Commands:
     (chapter 4); exit status 0 when every image was classified, 1 when some could not
     be read, 2 when MODEL cannot be used.
 
+``train FOLDER [-o MODEL] [--backbone NAME] …``
+    chapter 4's recipe on a folder with one subfolder per class: check it, split it,
+    extract and cache features, train a head, print validation and test accuracy and
+    a confusion matrix, and write MODEL for ``predict`` (chapter 7); exit status 0 when
+    MODEL was written, 1 when the folder cannot be trained on, 2 when MODEL cannot be
+    written or the backbone is not available.
+
 To add a command, write an ``add_<command>_parser(subparsers)`` function that
 registers its arguments and sets ``handler`` (a function ``args -> exit status``),
 and list it in ``COMMANDS``.
@@ -121,9 +128,122 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_predict)
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), not {value}")
+    return value
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_accuracy(result) -> None:
+    for split, value in result.accuracy.items():
+        held_out = sum(result.counts["val" if split == "validation" else "test"].values())
+        if value is None:
+            print(f"{split} accuracy: no {split} photos (the classes are too small to hold some back)")
+        else:
+            print(f"{split} accuracy: {value:.1%} on {held_out} photos")
+    shown = "test" if result.accuracy["test"] is not None else "validation"
+    if result.accuracy[shown] is not None:
+        from tlhelpers import recipe
+
+        print(f"\nConfusion matrix, {shown} photos (rows: true class, columns: predicted class):")
+        print(recipe.format_confusion(result.confusion[shown], result.classifier.classes))
+
+
+# tlhelpers.zoo.NAMES, written out so that `--help` needs no torch import (a test keeps them equal).
+BACKBONES = ("resnet18", "vgg16", "efficientnet_lite0")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tlhelpers import data, recipe, zoo
+
+    if args.backbone is not None and args.backbone not in zoo.NAMES:
+        _error(f"unknown backbone {args.backbone!r}; choose one of {', '.join(zoo.NAMES)}")
+        return 2
+    if args.val + args.test >= 1:
+        _error(f"--val {args.val} and --test {args.test} leave no photos for training")
+        return 2
+    problem = recipe.writable_output(args.output, overwrite=args.overwrite)
+    if problem:
+        _error(problem)
+        return 2
+    progress = not args.no_progress and sys.stderr.isatty()  # no bars in logs and pipes
+    report = data.check(args.folder, progress=progress)
+    print(report.summary())
+    if not report.usable:
+        _error(f"{args.folder} cannot be trained on: {'; '.join(report.reasons_not_usable())}.")
+        return 1
+    try:
+        backbone = recipe.load_backbone(args.backbone)
+    except zoo.WeightsUnavailable as error:
+        _error(str(error))
+        return 2
+    print(f"\nBackbone: {backbone.source}")
+    try:
+        result = recipe.train_on_folder(
+            args.folder, backbone, val=args.val, test=args.test, seed=args.seed, cache=not args.no_cache,
+            progress=progress, report=report)
+    except ValueError as error:
+        _error(str(error))
+        return 1
+    counts = ", ".join(f"{name} {sum(part.values())}" for name, part in result.counts.items())
+    print(f"Split (seed {args.seed}): {counts} photos"
+          + (" (features read from the cache)" if result.from_cache else ""))
+    _print_accuracy(result)
+    try:
+        path = result.classifier.save(args.output)
+    except OSError as error:
+        _error(f"cannot write {args.output}: {error.strerror or error}")
+        return 2
+    print(f"\nSaved {path} ({path.stat().st_size / 1024:.0f} KiB). "
+          f"Classify photos with: python -m tlhelpers predict {path} PHOTO ...")
+    return 0
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a classifier on a folder of photos, one subfolder per class (chapter 7)",
+        description="Chapter 4's recipe on FOLDER (one subfolder per class, named after it): open every photo "
+        "and print the same report as check-data; split the usable photos into training, validation and "
+        "test photos (stratified, the same for the same --seed); pass them once through a frozen pretrained "
+        "backbone (features cached on disk, so a second run is quick); train a linear head on the training "
+        "photos; print validation and test accuracy and a confusion matrix; write the classifier file that "
+        "'predict' and 'export' read. Exit status 0 when MODEL was written, 1 when FOLDER cannot be trained "
+        "on (fewer than 2 classes, a class without a usable photo), 2 when MODEL cannot be written or the "
+        "backbone is not available. MODEL is written atomically: an interrupted run leaves no partial file.",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="dataset folder with one subfolder of photos per class")
+    parser.add_argument("-o", "--output", default="model.pt", metavar="MODEL",
+                        help="classifier file to write (default: model.pt); an existing classifier file is "
+                        "replaced, any other file only with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace MODEL even when it exists and is not a classifier file")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help=f"pretrained backbone whose features the head learns from: {', '.join(BACKBONES)} "
+                        "(default: resnet18 when its ImageNet weights are available, else the packaged "
+                        "efficientnet_lite0); a backbone named here is used or the command stops")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split and of the head's training (default: 0)")
+    parser.add_argument("--val", type=_fraction, default=0.15, metavar="FRACTION",
+                        help="share of each class held back for validation (default: 0.15)")
+    parser.add_argument("--test", type=_fraction, default=0.15, metavar="FRACTION",
+                        help="share of each class held back for the test (default: 0.15)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the feature cache (see TLHELPERS_CACHE)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="show no progress bars (they are shown only when stderr is a terminal anyway)")
+    parser.set_defaults(handler=run_train)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_check_data_parser,
     add_predict_parser,
+    add_train_parser,
 ]
 
 
