@@ -8,7 +8,7 @@ Commands:
 
 ``predict MODEL IMAGE [IMAGE ...] [--top K]``
     classify photos with a file written by :meth:`tlhelpers.classifier.Classifier.save`
-    (chapter 4); exit status 0 when every image was classified, 1 when some could not
+    (chapter 4) or an ONNX file written by ``export`` (chapter 7); exit status 0 when every image was classified, 1 when some could not
     be read, 2 when MODEL cannot be used.
 
 ``train FOLDER [-o MODEL] [--backbone NAME] …``
@@ -17,6 +17,11 @@ Commands:
     a confusion matrix, and write MODEL for ``predict`` (chapter 7); exit status 0 when
     MODEL was written, 1 when the folder cannot be trained on, 2 when MODEL cannot be
     written or the backbone is not available.
+
+``export MODEL --onnx OUT [--int8] [--calibration FOLDER]``
+    write MODEL (a classifier file) as one ONNX file that runs without PyTorch, optionally
+    quantized to int8 (chapter 7); exit status 0 when OUT was written, 2 when MODEL cannot
+    be used or OUT cannot be written.
 
 To add a command, write an ``add_<command>_parser(subparsers)`` function that
 registers its arguments and sets ``handler`` (a function ``args -> exit status``),
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -77,12 +84,22 @@ def run_predict(args: argparse.Namespace) -> int:
     from tlhelpers import data, zoo
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
-    try:
-        classifier = Classifier.load(args.model)
-    except (ClassifierFileError, zoo.WeightsUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"Backbone: {classifier.backbone.source}")
+    if str(args.model).lower().endswith(".onnx"):
+        from tlhelpers import runtime
+
+        try:
+            classifier = runtime.OnnxClassifier(args.model)
+        except (runtime.OnnxFileError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Backbone: {classifier.source} [ONNX, {classifier.variant}]")
+    else:
+        try:
+            classifier = Classifier.load(args.model)
+        except (ClassifierFileError, zoo.WeightsUnavailable) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Backbone: {classifier.backbone.source}")
     failed = 0
     # Read and classify in chunks so that thousands of paths never sit in memory at once.
     for start in range(0, len(args.images), PREDICT_BATCH):
@@ -118,10 +135,12 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="classify photos with a saved classifier (chapter 4)",
         description="Print the classes of each IMAGE, most likely first, with their probabilities, using MODEL, "
-        "a file written by tlhelpers.classifier.Classifier.save. Exit status 0 when every image was classified, "
+        "a file written by tlhelpers.classifier.Classifier.save or 'train', or an .onnx file written by "
+        "'export' (run with onnxruntime). Exit status 0 when every image was classified, "
         "1 when some could not be read (each is named with the reason), 2 when MODEL cannot be used.",
     )
-    parser.add_argument("model", metavar="MODEL", help="classifier file written by Classifier.save")
+    parser.add_argument("model", metavar="MODEL",
+                        help="classifier file written by Classifier.save or 'train', or an .onnx file from 'export'")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     parser.add_argument("--top", type=_positive_int, default=None, metavar="K",
                         help="show only the K most likely classes (default: all)")
@@ -240,10 +259,97 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train)
 
 
+def _calibration_photos(folder: str, count: int) -> list:
+    from tlhelpers import data
+
+    images = data.scan(folder)
+    per_class = max(1, count // len(images.classes))
+    fewest = min(images.counts().values())
+    return list(data.per_class(images, min(per_class, fewest), seed=0).files)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from tlhelpers import recipe, zoo
+    from tlhelpers.classifier import Classifier, ClassifierFileError
+
+    try:
+        from tlhelpers import export
+    except ImportError as error:
+        _error(f"exporting needs onnx, onnxscript and onnxruntime ({error}); pip install 'tlhelpers[onnx]'")
+        return 2
+    if args.calibration and not args.int8:
+        _error("--calibration is for --int8 (static quantization)")
+        return 2
+    problem = recipe.writable_output(args.onnx, overwrite=args.overwrite, kind=export.is_exported_file)
+    if problem:
+        _error(problem)
+        return 2
+    try:
+        classifier = Classifier.load(args.model)
+    except (ClassifierFileError, zoo.WeightsUnavailable) as error:
+        _error(str(error))
+        return 2
+    photos = []
+    if args.calibration:
+        try:
+            photos = _calibration_photos(args.calibration, args.calibration_size)
+        except ValueError as error:
+            _error(f"no calibration photos: {error}")
+            return 2
+    out = Path(args.onnx)
+    print(f"Backbone: {classifier.backbone.source}")
+    try:
+        if not args.int8:
+            export.to_onnx(classifier, out)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                fp32 = export.to_onnx(classifier, Path(folder) / "fp32.onnx")
+                mode = "static" if photos else "dynamic"
+                export.quantize(fp32, out, mode=mode, calibration_photos=photos)
+    except OSError as error:
+        _error(f"cannot write {out}: {error.strerror or error}")
+        return 2
+    variant = "float32" if not args.int8 else ("static int8, calibrated on "
+                                               f"{len(photos)} photos" if photos else "dynamic int8")
+    print(f"Saved {out} ({variant}, {out.stat().st_size / 1024:.0f} KiB). "
+          f"Classify photos with: python -m tlhelpers predict {out} PHOTO ...")
+    if args.int8 and not photos:
+        print("Tip: --calibration FOLDER (training photos) gives static int8, usually faster on CPUs.")
+    return 0
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a classifier as an ONNX file that runs without PyTorch, optionally int8 (chapter 7)",
+        description="Export MODEL (a classifier file from 'train' or Classifier.save) — backbone and head as "
+        "one network in eval mode — to ONNX with PyTorch's exporter, check it with the onnx checker, and "
+        "store the class names and preprocessing in the file, so that 'predict OUT PHOTO' (or "
+        "tlhelpers.runtime, with onnxruntime, numpy and PIL only) can use it. With --int8 the weights are "
+        "stored as 8-bit integers (about 4 times smaller): static quantization when --calibration names a "
+        "folder of photos to measure activation ranges on, dynamic quantization otherwise. Exit status 0 when "
+        "OUT was written, 2 when MODEL cannot be used or OUT cannot be written. OUT is written atomically.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="classifier file written by 'train' or Classifier.save")
+    parser.add_argument("--onnx", required=True, metavar="OUT",
+                        help="ONNX file to write; an existing exported file is replaced, any other file only "
+                        "with --overwrite")
+    parser.add_argument("--int8", action="store_true", help="quantize the weights to 8-bit integers")
+    parser.add_argument("--calibration", metavar="FOLDER", default=None,
+                        help="with --int8: folder with one subfolder per class (the training photos) whose "
+                        "photos calibrate static quantization; without it --int8 is dynamic")
+    parser.add_argument("--calibration-size", type=_positive_int, default=64, metavar="N",
+                        help="about how many calibration photos to use, the same number per class (default: 64)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT even when it exists and was not written by 'export'")
+    parser.set_defaults(handler=run_export)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_check_data_parser,
     add_predict_parser,
     add_train_parser,
+    add_export_parser,
 ]
 
 
