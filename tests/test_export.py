@@ -204,3 +204,27 @@ def test_calibration_reader_gives_batches_then_none(exported):
     assert shapes == [(2, 3, 32, 32), (1, 3, 32, 32)]
     reader.rewind()
     assert reader.get_next()[export.INPUT].dtype == np.float32
+
+
+# --------------------------------------------------------------------------- #
+# Timing
+# --------------------------------------------------------------------------- #
+
+
+def test_speed_measures_calls_and_batches():
+    from tlhelpers import speed
+
+    calls = []
+
+    def predict(batch):
+        calls.append(len(batch))
+        return np.ones((len(batch), 2))
+
+    photos = np.zeros((70, 3))
+    assert speed.latency(predict, photos[:1], repeats=3, warmup=2) >= 0 and calls == [1] * 5
+    assert speed.throughput(predict, photos[:8], repeats=2) > 0 and calls[5:] == [8] * 3
+    outputs, rate = speed.run_in_batches(predict, photos, batch_size=32)
+    assert outputs.shape == (70, 2) and rate > 0 and calls[8:] == [32, 32, 6]
+    assert speed.run_in_batches(predict, photos[:5], batch_size=32)[0].shape == (5, 2)
+    with pytest.raises(ValueError):
+        speed.latency(predict, photos[:1], repeats=0)

@@ -262,9 +262,12 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
 def _calibration_photos(folder: str, count: int) -> list:
     from tlhelpers import data
 
-    images = data.scan(folder)
+    # The training part of the split `train` makes with its defaults: no test photo calibrates.
+    images = data.split(data.scan(folder), val=0.15, test=0.15, seed=0)["train"]
     per_class = max(1, count // len(images.classes))
     fewest = min(images.counts().values())
+    if fewest == 0:
+        raise ValueError(f"{folder} has a class without training photos")
     return list(data.per_class(images, min(per_class, fewest), seed=0).files)
 
 
@@ -336,8 +339,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
                         "with --overwrite")
     parser.add_argument("--int8", action="store_true", help="quantize the weights to 8-bit integers")
     parser.add_argument("--calibration", metavar="FOLDER", default=None,
-                        help="with --int8: folder with one subfolder per class (the training photos) whose "
-                        "photos calibrate static quantization; without it --int8 is dynamic")
+                        help="with --int8: the folder the model was trained on (one subfolder per class); "
+                        "photos from the training part of train's default split (seed 0) calibrate static "
+                        "quantization; without it --int8 is dynamic")
     parser.add_argument("--calibration-size", type=_positive_int, default=64, metavar="N",
                         help="about how many calibration photos to use, the same number per class (default: 64)")
     parser.add_argument("--overwrite", action="store_true",

@@ -146,7 +146,9 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
         prepared, quantized = Path(folder) / "prepared.onnx", Path(folder) / "int8.onnx"
         q.quant_pre_process(str(source), str(prepared))
         if mode == "dynamic":
-            q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QInt8)
+            # uint8 weights: onnxruntime's ConvInteger kernel runs several times faster with them
+            # on x86 CPUs than with int8 weights (measured on EfficientNet-Lite0).
+            q.quantize_dynamic(str(prepared), str(quantized), weight_type=q.QuantType.QUInt8)
         else:
             q.quantize_static(str(prepared), str(quantized), reader, quant_format=q.QuantFormat.QDQ,
                               per_channel=True, activation_type=q.QuantType.QUInt8,
