@@ -127,8 +127,8 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
              calibration_photos=None) -> Path:
     """An int8 copy of the exported model ``source`` at ``path``, its metadata kept (chapter 7).
 
-    ``mode="dynamic"``: weights stored as int8, activations quantized at run
-    time (no photos needed).  ``mode="static"``: weights per channel and
+    ``mode="dynamic"``: weights stored as 8-bit integers, activations
+    quantized at run time (no photos needed).  ``mode="static"``: weights per channel and
     activations with ranges measured on ``calibration_photos`` (paths or PIL
     images), in ONNX's QDQ format.  Both first run onnxruntime's
     ``quant_pre_process`` (shape inference and graph clean-up).
