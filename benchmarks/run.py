@@ -434,7 +434,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
                     return model(torch.from_numpy(x)).numpy()
 
             runners = {"PyTorch": (state, torch_logits)}
-            runners.update({variant: (path, runtime.OnnxClassifier(path, threads=1).logits)
+            runners.update({f"ONNX {variant}": (path, runtime.OnnxClassifier(path, threads=1).logits)
                             for variant, path in files.items()})
             torch.set_num_threads(1)
             try:
