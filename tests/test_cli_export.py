@@ -108,3 +108,10 @@ def test_python_dash_m_predict_onnx_smoke(fp32_file, photos):
     assert result.returncode == 0, result.stderr
     match = LINE.match(result.stdout.splitlines()[1])
     assert match and match["best"] in CLASSES and match["others"] is None
+
+
+def test_export_without_the_onnx_packages_says_what_to_install(model_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript now raises ImportError
+    assert cli.main(["export", str(model_file), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: exporting needs onnx, onnxscript and onnxruntime") and "tlhelpers[onnx]" in err

@@ -112,6 +112,15 @@ def test_output_in_a_missing_folder_exits_2_before_any_work(folder, tmp_path, ca
     assert captured.err.strip() == f"error: the folder {tmp_path / 'no' / 'such'} does not exist"
 
 
+def test_unwritable_output_folder_exits_2_as_root_too(folder, tmp_path, capsys, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(recipe.tempfile, "NamedTemporaryFile", refuse)
+    assert train(folder, "-o", tmp_path / "m.pt") == 2
+    assert capsys.readouterr().err.strip() == f"error: cannot write to the folder {tmp_path} (Permission denied)"
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that bind")
 def test_unwritable_output_folder_exits_2(folder, tmp_path, capsys):
     locked = tmp_path / "locked"
@@ -180,3 +189,14 @@ def test_python_dash_m_train_smoke(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {folder} cannot be trained on: no usable image in class dogs."]
     assert "Traceback" not in result.stderr
+
+
+def test_unwritable_feature_cache_exits_2_and_suggests_no_cache(folder, tmp_path, monkeypatch, capsys):
+    def read_only_cache(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache" / "features.pt"))
+
+    monkeypatch.setattr(recipe.features, "extract", read_only_cache)
+    assert train(folder, "-o", tmp_path / "m.pt") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Permission denied: ") and err.endswith("(try --no-cache)")
+    assert not (tmp_path / "m.pt").exists()

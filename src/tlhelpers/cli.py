@@ -209,6 +209,9 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as error:
         _error(str(error))
         return 1
+    except OSError as error:  # the feature cache cannot be written
+        _error(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''} (try --no-cache)")
+        return 2
     counts = ", ".join(f"{name} {sum(part.values())}" for name, part in result.counts.items())
     print(f"Split (seed {args.seed}): {counts} photos"
           + (" (features read from the cache)" if result.from_cache else ""))
@@ -276,6 +279,8 @@ def run_export(args: argparse.Namespace) -> int:
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
     try:
+        import onnx, onnxruntime, onnxscript  # noqa: F401, E401  (imported lazily by the export itself)
+
         from tlhelpers import export
     except ImportError as error:
         _error(f"exporting needs onnx, onnxscript and onnxruntime ({error}); pip install 'tlhelpers[onnx]'")
