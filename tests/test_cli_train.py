@@ -200,3 +200,10 @@ def test_unwritable_feature_cache_exits_2_and_suggests_no_cache(folder, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: Permission denied: ") and err.endswith("(try --no-cache)")
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_recipe_refuses_an_unusable_folder_with_its_report(tmp_path):
+    folder = make_dataset(tmp_path / "pets", {"cats": 2})
+    with pytest.raises(recipe.FolderNotUsable, match="pets cannot be trained on: need at least 2 class") as caught:
+        recipe.train_on_folder(folder, progress=False)
+    assert not caught.value.report.usable and caught.value.report.classes == ["cats"]

@@ -37,7 +37,7 @@ class OnnxFileError(RuntimeError):
 
 
 def read_rgb(item) -> Image.Image:
-    """A path or PIL image as an upright RGB picture (EXIF orientation applied; transparency on white)."""
+    """A path or PIL image as an upright RGB picture (EXIF orientation applied; transparency on white) (chapter 7)."""
     if isinstance(item, Image.Image):
         image = item
     else:
@@ -83,7 +83,7 @@ def preprocess(image: Image.Image, preprocessing: dict) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a ``N × classes`` array, computed stably in float64."""
+    """Row-wise softmax of a ``N × classes`` array, computed stably in float64 (chapter 7)."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)

@@ -30,17 +30,17 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
 
 
 def latency(predict: Callable, batch, repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of ``predict(batch)`` (pass a batch of one photo for latency at batch 1)."""
+    """Median seconds of ``predict(batch)`` (pass a batch of one photo for latency at batch 1; chapter 7)."""
     return _median_seconds(lambda: predict(batch), repeats, warmup)
 
 
 def throughput(predict: Callable, batch, repeats: int = 3, warmup: int = 1) -> float:
-    """Photos per second of ``predict(batch)``: ``len(batch)`` over the median time of a call."""
+    """Photos per second of ``predict(batch)``: ``len(batch)`` over the median time of a call (chapter 7)."""
     return len(batch) / _median_seconds(lambda: predict(batch), repeats, warmup)
 
 
 def run_in_batches(predict: Callable, photos: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float]:
-    """``predict`` on all of ``photos`` in batches: the outputs, concatenated, and the photos per second.
+    """``predict`` on all of ``photos`` in batches: the outputs, concatenated, and the photos per second (chapter 7).
 
     The throughput is ``batch_size`` over the median time of the full
     batches, so one pass over a test set measures accuracy and speed at once
