@@ -50,12 +50,16 @@ SECTION_KEYS = {
 OPTIONAL_SECTION_KEYS = {
     "real_path": {"command": str, "photos_per_class": int, "budgets": list, "setup_seconds": (int, float),
                   "runs": list, "complete": bool, "total_seconds": (int, float)},
+    "inference": {"photos": int, "calibration_photos": int, "threads": int, "batch_size": int,
+                  "weights": str, "runs": list},
 }
 RUN_KEYS = {
     "real_path": {"notebook": str, "budget": str, "seconds": (int, float), "passed": bool, "notes": int},
     "notebooks": {"notebook": str, "seconds": (int, float), "passed": bool, "summary": str},
     "extraction": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
     "finetune": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
+    "inference": {"model": str, "variant": str, "size_mb": (int, float), "latency_ms": (int, float),
+                  "images_per_s": (int, float)},
 }
 CACHE_KEYS = {"where": str, "files_before": int, "files_written": int, "state": str}
 CACHE_STATES = ("warm", "cold", "partly warm")
@@ -359,6 +363,19 @@ def render_markdown(result: dict) -> str:
         ], "lr")
         lines += [f"Speed-up of the cached way: **{fh['speedup']:.1f}×** counting the extraction, "
                   f"**{fh['warm_speedup']:.0f}×** with a warm cache.", ""]
+
+    inf = result.get("inference")
+    if inf is not None:
+        lines += ["## Shipping: PyTorch, ONNX and int8 (chapter 7)", ""]
+        lines += [f"A 3-class classifier (backbone + head) run by PyTorch, and exported to ONNX (float32, dynamic "
+                  f"int8, static int8 calibrated on {inf['calibration_photos']} photos) and run by onnxruntime, "
+                  f"each on {_count(inf['threads'], 'CPU thread')}: latency at batch 1 (median) and throughput at "
+                  f"batch {inf['batch_size']} over {inf['photos']} photos, preprocessing excluded. "
+                  f"{inf['weights']}", ""]
+        lines += _table(["Model", "Variant", "File size (MB)", "Latency at batch 1 (ms)",
+                         f"Images/s at batch {inf['batch_size']}"],
+                        [[_title(r["model"]), r["variant"], f"{r['size_mb']:.1f}", f"{r['latency_ms']:.1f}",
+                          f"{r['images_per_s']:.1f}"] for r in inf["runs"]], "llrrr")
 
     ft = result.get("finetune")
     if ft is not None:

@@ -14,7 +14,10 @@ Measures, on the current machine:
    the backbone every epoch (the classic tutorial loop) and cached features
    (``features.extract`` once + ``features.train_linear_head``);
 5. the training throughput of full fine-tuning of each zoo backbone at
-   chapter 3's resolution (112 px on a CPU, 224 px on a GPU).
+   chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
+6. chapter 7's latency table: ResNet-18 and EfficientNet-Lite0 classifiers
+   run by PyTorch and, exported, by onnxruntime in float32, dynamic int8 and
+   static int8 (CPU, one thread, as the chapter measures them).
 
 and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
 regenerates ``benchmarks/results/index.md`` (the book's "How long things
@@ -49,14 +52,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "inference")
 REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
 FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
-        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20}}
+        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20},
+        "inference_photos": 64, "calibration_photos": 30, "latency_runs": 10}
 QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
-         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2}}
+         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2},
+         "inference_photos": 8, "calibration_photos": 3, "latency_runs": 2}
 RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
                   "cannot be downloaded everywhere; speed does not depend on the weight values).")
 
@@ -394,6 +399,57 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
 # --------------------------------------------------------------------------- #
 
 
+# VGG16 (528 MB of weights) is left out: too large a file to ship to an app, and slow to export.
+INFERENCE_MODELS = ("resnet18", "efficientnet_lite0")
+
+
+def time_inference(photos, calibration, runs: int) -> dict:
+    """Chapter 7's table for each shippable backbone: PyTorch, ONNX fp32, dynamic and static int8."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from tlhelpers import classifier, export, runtime, speed, zoo
+
+    threads = torch.get_num_threads()
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name in INFERENCE_MODELS:
+            architecture = zoo.architecture(name).eval()
+            backbone = zoo.Backbone(name=name, requested=name, model=architecture, transforms=transform_for(name),
+                                    categories=[], source=f"{name} with random weights", head=head_name(name))
+            head = nn.Linear(architecture.get_submodule(head_name(name)).in_features, 3).eval()
+            trained = classifier.Classifier(backbone, head, ["cats", "dogs", "panda"])
+            files = {"fp32": export.to_onnx(trained, Path(folder) / f"{name}.onnx")}
+            files["dynamic int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-dynamic.onnx", "dynamic")
+            files["static int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-static.onnx", "static",
+                                                   calibration_photos=calibration.files)
+            batch = runtime.OnnxClassifier(files["fp32"]).batch(photos.files)
+            model = trained.model()
+            state = Path(folder) / f"{name}.pt"
+            torch.save(model.state_dict(), state)
+
+            def torch_logits(x, model=model):
+                with torch.inference_mode():
+                    return model(torch.from_numpy(x)).numpy()
+
+            runners = {"PyTorch": (state, torch_logits)}
+            runners.update({f"ONNX {variant}": (path, runtime.OnnxClassifier(path, threads=1).logits)
+                            for variant, path in files.items()})
+            torch.set_num_threads(1)
+            try:
+                for variant, (path, logits) in runners.items():
+                    _, per_second = speed.run_in_batches(logits, np.asarray(batch), batch_size=32)
+                    latency = speed.latency(logits, batch[:1], repeats=runs)
+                    results.append({"model": name, "variant": variant, "size_mb": round(path.stat().st_size / 1e6, 2),
+                                    "latency_ms": round(1e3 * latency, 2), "images_per_s": round(per_second, 2)})
+                    log(f"  {name} {variant}: {1e3 * latency:.1f} ms at batch 1, {per_second:.1f} images/s")
+            finally:
+                torch.set_num_threads(threads)
+    return {"photos": len(photos), "calibration_photos": len(calibration), "threads": 1, "batch_size": 32,
+            "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"), "runs": results}
+
+
 def _shown(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -460,7 +516,7 @@ def main(argv=None) -> int:
             names = wanted
         elif args.quick:
             names = names[:1]
-        log(f"[1/5] chapters under pytest --nbval ({len(names)})")
+        log(f"[1/6] chapters under pytest --nbval ({len(names)})")
         result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
                                              cold_cache=args.cold_cache)
 
@@ -471,7 +527,7 @@ def main(argv=None) -> int:
         elif args.quick:
             names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
-        log(f"[2/5] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+        log(f"[2/6] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
             f" chapter(s), budget {budget})")
         result["real_path"] = time_real_path(names, budget)
 
@@ -480,19 +536,27 @@ def main(argv=None) -> int:
         n = sizes["extract_images"]
         photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
     if "extraction" not in args.skip:
-        log(f"[3/5] feature extraction, {len(photos)} photos")
+        log(f"[3/6] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
         train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
                                    sizes["head_per_class"], seed=SEED)
-        log(f"[4/5] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        log(f"[4/6] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
         result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
                                                  sizes["head_per_class"])
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
-        log(f"[5/5] full fine-tuning at {size} px")
+        log(f"[5/6] full fine-tuning at {size} px")
         result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
                                            sizes["finetune_batches"][kind])
+
+    if "inference" not in args.skip:
+        split = data.split(animals, val=0.15, test=0.15, seed=SEED)
+        test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / len(animals.classes)), seed=SEED)
+        calibration = data.per_class(split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)),
+                                     seed=SEED)
+        log(f"[6/6] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
+        result["inference"] = time_inference(test, calibration, sizes["latency_runs"])
 
     result["budgets"] = report.budgets(result)
     paths = report.write(result, out)

@@ -354,3 +354,22 @@ def test_committed_results_are_well_formed():
             f"{path.stem}.md differs from its JSON: run `python benchmarks/run.py --render-only` after editing")
     assert (RESULTS / "index.md").read_text() == report.render_index(report.load_results(RESULTS)), (
         "benchmarks/results/index.md is stale: run `python benchmarks/run.py --render-only`")
+
+
+def test_chapter_7_inference_table_is_optional_validated_and_rendered():
+    result = fabricated()
+    assert "inference" not in result and report.validate(result) == []  # results from before it stay valid
+    result["inference"] = {
+        "photos": 64, "calibration_photos": 30, "threads": 1, "batch_size": 32, "weights": "Random weights.",
+        "runs": [{"model": "efficientnet_lite0", "variant": variant, "size_mb": size, "latency_ms": ms,
+                  "images_per_s": rate}
+                 for variant, size, ms, rate in (("PyTorch", 13.8, 48.9, 16.3), ("ONNX fp32", 13.5, 19.6, 39.0),
+                                                 ("ONNX dynamic int8", 3.5, 50.9, 15.7),
+                                                 ("ONNX static int8", 3.6, 8.3, 108.1))],
+    }
+    assert report.validate(result) == []
+    text = report.render_markdown(result)
+    assert "## Shipping: PyTorch, ONNX and int8 (chapter 7)" in text
+    assert "| EfficientNet-Lite0 | ONNX static int8 | 3.6 | 8.3 | 108.1 |" in text
+    result["inference"]["runs"][0]["latency_ms"] = "fast"
+    assert report.validate(result) == ["inference.runs[0].latency_ms should be int or float, not str"]

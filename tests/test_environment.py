@@ -83,7 +83,7 @@ def test_environment_yml_pins_match_constraints():
 def test_every_dependency_is_pinned_within_its_range():
     project = _pyproject()
     requirements = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("test", "book"):
+    for extra in ("test", "book", "onnx"):
         requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
     constraints, conda = _constraints(), _conda_pip_pins()
     for req in requirements:

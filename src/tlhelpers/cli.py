@@ -8,8 +8,20 @@ Commands:
 
 ``predict MODEL IMAGE [IMAGE ...] [--top K]``
     classify photos with a file written by :meth:`tlhelpers.classifier.Classifier.save`
-    (chapter 4); exit status 0 when every image was classified, 1 when some could not
+    (chapter 4) or an ONNX file written by ``export`` (chapter 7); exit status 0 when every image was classified, 1 when some could not
     be read, 2 when MODEL cannot be used.
+
+``train FOLDER [-o MODEL] [--backbone NAME] …``
+    chapter 4's recipe on a folder with one subfolder per class: check it, split it,
+    extract and cache features, train a head, print validation and test accuracy and
+    a confusion matrix, and write MODEL for ``predict`` (chapter 7); exit status 0 when
+    MODEL was written, 1 when the folder cannot be trained on, 2 when MODEL cannot be
+    written or the backbone is not available.
+
+``export MODEL --onnx OUT [--int8] [--calibration FOLDER]``
+    write MODEL (a classifier file) as one ONNX file that runs without PyTorch, optionally
+    quantized to int8 (chapter 7); exit status 0 when OUT was written, 2 when MODEL cannot
+    be used or OUT cannot be written.
 
 To add a command, write an ``add_<command>_parser(subparsers)`` function that
 registers its arguments and sets ``handler`` (a function ``args -> exit status``),
@@ -20,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -70,12 +84,22 @@ def run_predict(args: argparse.Namespace) -> int:
     from tlhelpers import data, zoo
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
-    try:
-        classifier = Classifier.load(args.model)
-    except (ClassifierFileError, zoo.WeightsUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"Backbone: {classifier.backbone.source}")
+    if str(args.model).lower().endswith(".onnx"):
+        from tlhelpers import runtime
+
+        try:
+            classifier = runtime.OnnxClassifier(args.model)
+        except (runtime.OnnxFileError, ImportError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Backbone: {classifier.source} [ONNX, {classifier.variant}]")
+    else:
+        try:
+            classifier = Classifier.load(args.model)
+        except (ClassifierFileError, zoo.WeightsUnavailable) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"Backbone: {classifier.backbone.source}")
     failed = 0
     # Read and classify in chunks so that thousands of paths never sit in memory at once.
     for start in range(0, len(args.images), PREDICT_BATCH):
@@ -111,19 +135,230 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="classify photos with a saved classifier (chapter 4)",
         description="Print the classes of each IMAGE, most likely first, with their probabilities, using MODEL, "
-        "a file written by tlhelpers.classifier.Classifier.save. Exit status 0 when every image was classified, "
+        "a file written by tlhelpers.classifier.Classifier.save or 'train', or an .onnx file written by "
+        "'export' (run with onnxruntime). Exit status 0 when every image was classified, "
         "1 when some could not be read (each is named with the reason), 2 when MODEL cannot be used.",
     )
-    parser.add_argument("model", metavar="MODEL", help="classifier file written by Classifier.save")
+    parser.add_argument("model", metavar="MODEL",
+                        help="classifier file written by Classifier.save or 'train', or an .onnx file from 'export'")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     parser.add_argument("--top", type=_positive_int, default=None, metavar="K",
                         help="show only the K most likely classes (default: all)")
     parser.set_defaults(handler=run_predict)
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), not {value}")
+    return value
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_accuracy(result) -> None:
+    for split, value in result.accuracy.items():
+        held_out = sum(result.counts["val" if split == "validation" else "test"].values())
+        if value is None:
+            print(f"{split} accuracy: no {split} photos (the classes are too small to hold some back)")
+        else:
+            print(f"{split} accuracy: {value:.1%} on {held_out} photos")
+    shown = "test" if result.accuracy["test"] is not None else "validation"
+    if result.accuracy[shown] is not None:
+        from tlhelpers import recipe
+
+        print(f"\nConfusion matrix, {shown} photos (rows: true class, columns: predicted class):")
+        print(recipe.format_confusion(result.confusion[shown], result.classifier.classes))
+
+
+# tlhelpers.zoo.NAMES, written out so that `--help` needs no torch import (a test keeps them equal).
+BACKBONES = ("resnet18", "vgg16", "efficientnet_lite0")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from tlhelpers import data, recipe, zoo
+
+    if args.backbone is not None and args.backbone not in zoo.NAMES:
+        _error(f"unknown backbone {args.backbone!r}; choose one of {', '.join(zoo.NAMES)}")
+        return 2
+    if args.val + args.test >= 1:
+        _error(f"--val {args.val} and --test {args.test} leave no photos for training")
+        return 2
+    problem = recipe.writable_output(args.output, overwrite=args.overwrite)
+    if problem:
+        _error(problem)
+        return 2
+    progress = not args.no_progress and sys.stderr.isatty()  # no bars in logs and pipes
+    report = data.check(args.folder, progress=progress)
+    print(report.summary())
+    if not report.usable:
+        _error(f"{args.folder} cannot be trained on: {'; '.join(report.reasons_not_usable())}.")
+        return 1
+    try:
+        backbone = recipe.load_backbone(args.backbone)
+    except zoo.WeightsUnavailable as error:
+        _error(str(error))
+        return 2
+    print(f"\nBackbone: {backbone.source}")
+    try:
+        result = recipe.train_on_folder(
+            args.folder, backbone, val=args.val, test=args.test, seed=args.seed, cache=not args.no_cache,
+            progress=progress, report=report)
+    except ValueError as error:
+        _error(str(error))
+        return 1
+    except OSError as error:  # the feature cache cannot be written
+        _error(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''} (try --no-cache)")
+        return 2
+    counts = ", ".join(f"{name} {sum(part.values())}" for name, part in result.counts.items())
+    print(f"Split (seed {args.seed}): {counts} photos"
+          + (" (features read from the cache)" if result.from_cache else ""))
+    _print_accuracy(result)
+    try:
+        path = result.classifier.save(args.output)
+    except OSError as error:
+        _error(f"cannot write {args.output}: {error.strerror or error}")
+        return 2
+    print(f"\nSaved {path} ({path.stat().st_size / 1024:.0f} KiB). "
+          f"Classify photos with: python -m tlhelpers predict {path} PHOTO ...")
+    return 0
+
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a classifier on a folder of photos, one subfolder per class (chapter 7)",
+        description="Chapter 4's recipe on FOLDER (one subfolder per class, named after it): open every photo "
+        "and print the same report as check-data; split the usable photos into training, validation and "
+        "test photos (stratified, the same for the same --seed); pass them once through a frozen pretrained "
+        "backbone (features cached on disk, so a second run is quick); train a linear head on the training "
+        "photos; print validation and test accuracy and a confusion matrix; write the classifier file that "
+        "'predict' and 'export' read. Exit status 0 when MODEL was written, 1 when FOLDER cannot be trained "
+        "on (fewer than 2 classes, a class without a usable photo), 2 when MODEL cannot be written or the "
+        "backbone is not available. MODEL is written atomically: an interrupted run leaves no partial file.",
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="dataset folder with one subfolder of photos per class")
+    parser.add_argument("-o", "--output", default="model.pt", metavar="MODEL",
+                        help="classifier file to write (default: model.pt); an existing classifier file is "
+                        "replaced, any other file only with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace MODEL even when it exists and is not a classifier file")
+    parser.add_argument("--backbone", default=None, metavar="NAME",
+                        help=f"pretrained backbone whose features the head learns from: {', '.join(BACKBONES)} "
+                        "(default: resnet18 when its ImageNet weights are available, else the packaged "
+                        "efficientnet_lite0); a backbone named here is used or the command stops")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split and of the head's training (default: 0)")
+    parser.add_argument("--val", type=_fraction, default=0.15, metavar="FRACTION",
+                        help="share of each class held back for validation (default: 0.15)")
+    parser.add_argument("--test", type=_fraction, default=0.15, metavar="FRACTION",
+                        help="share of each class held back for the test (default: 0.15)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the feature cache (see TLHELPERS_CACHE)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="show no progress bars (they are shown only when stderr is a terminal anyway)")
+    parser.set_defaults(handler=run_train)
+
+
+def _calibration_photos(folder: str, count: int) -> list:
+    from tlhelpers import data
+
+    # The training part of the split `train` makes with its defaults: no test photo calibrates.
+    images = data.split(data.scan(folder), val=0.15, test=0.15, seed=0)["train"]
+    per_class = max(1, count // len(images.classes))
+    fewest = min(images.counts().values())
+    if fewest == 0:
+        raise ValueError(f"{folder} has a class without training photos")
+    return list(data.per_class(images, min(per_class, fewest), seed=0).files)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from tlhelpers import recipe, zoo
+    from tlhelpers.classifier import Classifier, ClassifierFileError
+
+    try:
+        import onnx, onnxruntime, onnxscript  # noqa: F401, E401  (imported lazily by the export itself)
+
+        from tlhelpers import export
+    except ImportError as error:
+        _error(f"exporting needs onnx, onnxscript and onnxruntime ({error}); pip install 'tlhelpers[onnx]'")
+        return 2
+    if args.calibration and not args.int8:
+        _error("--calibration is for --int8 (static quantization)")
+        return 2
+    problem = recipe.writable_output(args.onnx, overwrite=args.overwrite, kind=export.is_exported_file)
+    if problem:
+        _error(problem)
+        return 2
+    try:
+        classifier = Classifier.load(args.model)
+    except (ClassifierFileError, zoo.WeightsUnavailable) as error:
+        _error(str(error))
+        return 2
+    photos = []
+    if args.calibration:
+        try:
+            photos = _calibration_photos(args.calibration, args.calibration_size)
+        except ValueError as error:
+            _error(f"no calibration photos: {error}")
+            return 2
+    out = Path(args.onnx)
+    print(f"Backbone: {classifier.backbone.source}")
+    try:
+        if not args.int8:
+            export.to_onnx(classifier, out)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                fp32 = export.to_onnx(classifier, Path(folder) / "fp32.onnx")
+                mode = "static" if photos else "dynamic"
+                export.quantize(fp32, out, mode=mode, calibration_photos=photos)
+    except OSError as error:
+        _error(f"cannot write {out}: {error.strerror or error}")
+        return 2
+    variant = "float32" if not args.int8 else ("static int8, calibrated on "
+                                               f"{len(photos)} photos" if photos else "dynamic int8")
+    print(f"Saved {out} ({variant}, {out.stat().st_size / 1024:.0f} KiB). "
+          f"Classify photos with: python -m tlhelpers predict {out} PHOTO ...")
+    if args.int8 and not photos:
+        print("Tip: --calibration FOLDER (training photos) gives static int8, usually faster on CPUs.")
+    return 0
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a classifier as an ONNX file that runs without PyTorch, optionally int8 (chapter 7)",
+        description="Export MODEL (a classifier file from 'train' or Classifier.save) — backbone and head as "
+        "one network in eval mode — to ONNX with PyTorch's exporter, check it with the onnx checker, and "
+        "store the class names and preprocessing in the file, so that 'predict OUT PHOTO' (or "
+        "tlhelpers.runtime, with onnxruntime, numpy and PIL only) can use it. With --int8 the weights are "
+        "stored as 8-bit integers (about 4 times smaller): static quantization when --calibration names a "
+        "folder of photos to measure activation ranges on, dynamic quantization otherwise. Exit status 0 when "
+        "OUT was written, 2 when MODEL cannot be used or OUT cannot be written. OUT is written atomically.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="classifier file written by 'train' or Classifier.save")
+    parser.add_argument("--onnx", required=True, metavar="OUT",
+                        help="ONNX file to write; an existing exported file is replaced, any other file only "
+                        "with --overwrite")
+    parser.add_argument("--int8", action="store_true", help="quantize the weights to 8-bit integers")
+    parser.add_argument("--calibration", metavar="FOLDER", default=None,
+                        help="with --int8: the folder the model was trained on (one subfolder per class); "
+                        "photos from the training part of train's default split (seed 0) calibrate static "
+                        "quantization; without it --int8 is dynamic")
+    parser.add_argument("--calibration-size", type=_positive_int, default=64, metavar="N",
+                        help="about how many calibration photos to use, the same number per class (default: 64)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT even when it exists and was not written by 'export'")
+    parser.set_defaults(handler=run_export)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_check_data_parser,
     add_predict_parser,
+    add_train_parser,
+    add_export_parser,
 ]
 
 

@@ -32,6 +32,7 @@ import platformdirs
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm.auto import tqdm
 
 DATA_ENV = "TLHELPERS_DATA"
 OFFLINE_ENV = "TLHELPERS_OFFLINE"
@@ -601,12 +602,14 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def check(root: str | os.PathLike) -> CheckReport:
+def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
     """Open every image of a dataset folder and report what can be used (chapter 4).
 
     Never raises for a bad folder: a missing root, no class folders, files
     that are not images, truncated or corrupt photos all end up in the
     report, whose ``usable`` and ``summary()`` say what to fix.
+    ``progress=True`` shows a ``tqdm.auto`` bar per class folder (chapter 7's
+    ``python -m tlhelpers train``).
     """
     root = Path(root).expanduser()
     report = CheckReport(root=root)
@@ -639,7 +642,8 @@ def check(root: str | os.PathLike) -> CheckReport:
         ignored = [entry.name for entry in entries
                    if not _is_hidden(entry) and entry.is_file() and not _is_image_file(entry)]
         nested = [entry.name for entry in entries if not _is_hidden(entry) and entry.is_dir()]
-        for path in (entry for entry in entries if _is_image_file(entry)):
+        candidates = [entry for entry in entries if _is_image_file(entry)]
+        for path in tqdm(candidates, desc=f"checking {folder.name}", leave=False, disable=not progress):
             try:
                 image = load_rgb(path)
             except UnreadableImage as error:
