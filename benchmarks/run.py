@@ -14,7 +14,10 @@ Measures, on the current machine:
    the backbone every epoch (the classic tutorial loop) and cached features
    (``features.extract`` once + ``features.train_linear_head``);
 5. the training throughput of full fine-tuning of each zoo backbone at
-   chapter 3's resolution (112 px on a CPU, 224 px on a GPU).
+   chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
+6. chapter 6's vector search at growing N (up to a million vectors, as many
+   as fit in memory): exact search in torch against a faiss IVF index, query
+   time and recall@10 (``tlhelpers.vector_index.scaling_sweep``).
 
 and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
 regenerates ``benchmarks/results/index.md`` (the book's "How long things
@@ -49,14 +52,17 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search")
 REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
 FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
-        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20}}
+        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20},
+        "search_sizes": (10**3, 10**4, 10**5, 10**6)}
 QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
-         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2}}
+         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2},
+         "search_sizes": (10**3, 5 * 10**3)}
+SEARCH = {"dim": 512, "queries": 100, "k": 10, "nprobe": 8}  # 512: ResNet-18's feature size
 RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
                   "cannot be downloaded everywhere; speed does not depend on the weight values).")
 
@@ -394,6 +400,40 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
 # --------------------------------------------------------------------------- #
 
 
+# --------------------------------------------------------------------------- #
+# 6. Vector search at growing N
+# --------------------------------------------------------------------------- #
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_vector_search(sizes) -> dict:
+    """Chapter 6's scaling sweep at every size whose vectors fit in memory three times over."""
+    from tlhelpers import vector_index
+
+    free = available_memory_bytes()
+    # The vectors, the index's copy of them and the generator's working memory.
+    fitting = [n for n in sizes if free is None or 3 * 4 * n * SEARCH["dim"] < free]
+    for n in sorted(set(sizes) - set(fitting)):
+        log(f"  N={n:,} left out: {3 * 4 * n * SEARCH['dim'] / 2**30:.1f} GiB needed, "
+            f"{free / 2**30:.1f} GiB available")
+    rows = vector_index.scaling_sweep(fitting, dim=SEARCH["dim"], queries=SEARCH["queries"], k=SEARCH["k"],
+                                      nprobe=SEARCH["nprobe"], seed=SEED, log=log)
+    return {**SEARCH, "data": "synthetic unit-length vectors around N/100 random centres "
+                              "(`vector_index.synthetic_features`)",
+            "runs": [{key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")}
+                     for row in rows]}
+
+
 def _shown(path: Path) -> str:
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -460,7 +500,7 @@ def main(argv=None) -> int:
             names = wanted
         elif args.quick:
             names = names[:1]
-        log(f"[1/5] chapters under pytest --nbval ({len(names)})")
+        log(f"[1/6] chapters under pytest --nbval ({len(names)})")
         result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
                                              cold_cache=args.cold_cache)
 
@@ -471,7 +511,7 @@ def main(argv=None) -> int:
         elif args.quick:
             names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
-        log(f"[2/5] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+        log(f"[2/6] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
             f" chapter(s), budget {budget})")
         result["real_path"] = time_real_path(names, budget)
 
@@ -480,19 +520,23 @@ def main(argv=None) -> int:
         n = sizes["extract_images"]
         photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
     if "extraction" not in args.skip:
-        log(f"[3/5] feature extraction, {len(photos)} photos")
+        log(f"[3/6] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
         train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
                                    sizes["head_per_class"], seed=SEED)
-        log(f"[4/5] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        log(f"[4/6] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
         result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
                                                  sizes["head_per_class"])
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
-        log(f"[5/5] full fine-tuning at {size} px")
+        log(f"[5/6] full fine-tuning at {size} px")
         result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
                                            sizes["finetune_batches"][kind])
+
+    if "vector_search" not in args.skip:
+        log(f"[6/6] vector search, exact against faiss IVF, {SEARCH['dim']} features")
+        result["vector_search"] = time_vector_search(sizes["search_sizes"])
 
     result["budgets"] = report.budgets(result)
     paths = report.write(result, out)
