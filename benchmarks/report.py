@@ -50,6 +50,7 @@ SECTION_KEYS = {
 OPTIONAL_SECTION_KEYS = {
     "real_path": {"command": str, "photos_per_class": int, "budgets": list, "setup_seconds": (int, float),
                   "runs": list, "complete": bool, "total_seconds": (int, float)},
+    "vector_search": {"dim": int, "queries": int, "k": int, "nprobe": int, "data": str, "runs": list},
     "inference": {"photos": int, "calibration_photos": int, "threads": int, "batch_size": int,
                   "weights": str, "runs": list},
 }
@@ -58,6 +59,8 @@ RUN_KEYS = {
     "notebooks": {"notebook": str, "seconds": (int, float), "passed": bool, "summary": str},
     "extraction": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
     "finetune": {"model": str, "seconds": (int, float), "images_per_s": (int, float)},
+    "vector_search": {"n": int, "exact_ms": (int, float), "approx_ms": (int, float), "build_s": (int, float),
+                      "nlist": int, "recall": (int, float)},
     "inference": {"model": str, "variant": str, "size_mb": (int, float), "latency_ms": (int, float),
                   "images_per_s": (int, float)},
 }
@@ -386,6 +389,17 @@ def render_markdown(result: dict) -> str:
                   f"{ft['weights']}", ""]
         lines += _table(["Model", "Training images/s"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}"] for r in ft["runs"]], "lr")
+
+    vs = result.get("vector_search")
+    if vs is not None:
+        lines += ["## Searching many feature vectors", ""]
+        lines += [f"Chapter 6's scaling experiment at larger sizes: {vs['data']}, {vs['dim']} features each. "
+                  f"Exact search (one matrix product in PyTorch) against a faiss inverted-file index (IVF, √N "
+                  f"lists, {vs['nprobe']} visited per query); query time per query, the best of a few batches of "
+                  f"{vs['queries']} queries, and recall@{vs['k']} of the index against the exact answer.", ""]
+        lines += _table(["Vectors", "Exact, ms/query", "IVF, ms/query", "IVF build", "Lists", f"Recall@{vs['k']}"],
+                        [[f"{r['n']:,}", f"{r['exact_ms']:.3f}", f"{r['approx_ms']:.3f}", duration(r["build_s"]),
+                          str(r["nlist"]), f"{r['recall']:.3f}"] for r in vs["runs"]], "rrrrrr")
     return "\n".join(lines).rstrip() + "\n"
 
 

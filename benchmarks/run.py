@@ -15,7 +15,10 @@ Measures, on the current machine:
    (``features.extract`` once + ``features.train_linear_head``);
 5. the training throughput of full fine-tuning of each zoo backbone at
    chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
-6. chapter 7's latency table: ResNet-18 and EfficientNet-Lite0 classifiers
+6. chapter 6's vector search at growing N (up to a million vectors, as many
+   as fit in memory): exact search in torch against a faiss IVF index, query
+   time and recall@10 (``tlhelpers.vector_index.scaling_sweep``).
+7. chapter 7's latency table: ResNet-18 and EfficientNet-Lite0 classifiers
    run by PyTorch and, exported, by onnxruntime in float32, dynamic int8 and
    static int8 (CPU, one thread, as the chapter measures them).
 
@@ -52,16 +55,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "inference")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search", "inference")
 REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
 FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
         "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20},
-        "inference_photos": 64, "calibration_photos": 30, "latency_runs": 10}
+        "inference_photos": 64, "calibration_photos": 30, "latency_runs": 10,
+        "search_sizes": (10**3, 10**4, 10**5, 10**6)}
 QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
          "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2},
-         "inference_photos": 8, "calibration_photos": 3, "latency_runs": 2}
+         "inference_photos": 8, "calibration_photos": 3, "latency_runs": 2,
+         "search_sizes": (10**3, 5 * 10**3)}
+SEARCH = {"dim": 512, "queries": 100, "k": 10, "nprobe": 8}  # 512: ResNet-18's feature size
 RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
                   "cannot be downloaded everywhere; speed does not depend on the weight values).")
 
@@ -395,7 +401,41 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
 
 
 # --------------------------------------------------------------------------- #
-# Main
+# 6. Vector search at growing N
+# --------------------------------------------------------------------------- #
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def time_vector_search(sizes) -> dict:
+    """Chapter 6's scaling sweep at every size whose vectors fit in memory three times over."""
+    from tlhelpers import vector_index
+
+    free = available_memory_bytes()
+    # The vectors, the index's copy of them and the generator's working memory.
+    fitting = [n for n in sizes if free is None or 3 * 4 * n * SEARCH["dim"] < free]
+    for n in sorted(set(sizes) - set(fitting)):
+        log(f"  N={n:,} left out: {3 * 4 * n * SEARCH['dim'] / 2**30:.1f} GiB needed, "
+            f"{free / 2**30:.1f} GiB available")
+    rows = vector_index.scaling_sweep(fitting, dim=SEARCH["dim"], queries=SEARCH["queries"], k=SEARCH["k"],
+                                      nprobe=SEARCH["nprobe"], seed=SEED, log=log)
+    return {**SEARCH, "data": "synthetic unit-length vectors around N/100 random centres "
+                              "(`vector_index.synthetic_features`)",
+            "runs": [{key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")}
+                     for row in rows]}
+
+
+# --------------------------------------------------------------------------- #
+# 7. Chapter 7's latency table
 # --------------------------------------------------------------------------- #
 
 
@@ -448,6 +488,11 @@ def time_inference(photos, calibration, runs: int) -> dict:
                 torch.set_num_threads(threads)
     return {"photos": len(photos), "calibration_photos": len(calibration), "threads": 1, "batch_size": 32,
             "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"), "runs": results}
+
+
+# --------------------------------------------------------------------------- #
+# Main
+# --------------------------------------------------------------------------- #
 
 
 def _shown(path: Path) -> str:
@@ -516,7 +561,7 @@ def main(argv=None) -> int:
             names = wanted
         elif args.quick:
             names = names[:1]
-        log(f"[1/6] chapters under pytest --nbval ({len(names)})")
+        log(f"[1/7] chapters under pytest --nbval ({len(names)})")
         result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
                                              cold_cache=args.cold_cache)
 
@@ -527,7 +572,7 @@ def main(argv=None) -> int:
         elif args.quick:
             names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
-        log(f"[2/6] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+        log(f"[2/7] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
             f" chapter(s), budget {budget})")
         result["real_path"] = time_real_path(names, budget)
 
@@ -536,26 +581,30 @@ def main(argv=None) -> int:
         n = sizes["extract_images"]
         photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
     if "extraction" not in args.skip:
-        log(f"[3/6] feature extraction, {len(photos)} photos")
+        log(f"[3/7] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
         train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
                                    sizes["head_per_class"], seed=SEED)
-        log(f"[4/6] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        log(f"[4/7] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
         result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
                                                  sizes["head_per_class"])
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
-        log(f"[5/6] full fine-tuning at {size} px")
+        log(f"[5/7] full fine-tuning at {size} px")
         result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
                                            sizes["finetune_batches"][kind])
+
+    if "vector_search" not in args.skip:
+        log(f"[6/7] vector search, exact against faiss IVF, {SEARCH['dim']} features")
+        result["vector_search"] = time_vector_search(sizes["search_sizes"])
 
     if "inference" not in args.skip:
         split = data.split(animals, val=0.15, test=0.15, seed=SEED)
         test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / len(animals.classes)), seed=SEED)
         calibration = data.per_class(split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)),
                                      seed=SEED)
-        log(f"[6/6] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
+        log(f"[7/7] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
         result["inference"] = time_inference(test, calibration, sizes["latency_runs"])
 
     result["budgets"] = report.budgets(result)

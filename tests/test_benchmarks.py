@@ -356,6 +356,56 @@ def test_committed_results_are_well_formed():
         "benchmarks/results/index.md is stale: run `python benchmarks/run.py --render-only`")
 
 
+# --------------------------------------------------------------------------- #
+# Vector search (chapter 6's scaling sweep at larger sizes)
+# --------------------------------------------------------------------------- #
+
+
+def with_vector_search(result: dict) -> dict:
+    result = copy.deepcopy(result)
+    result["vector_search"] = {
+        "dim": 512, "queries": 100, "k": 10, "nprobe": 8, "data": "synthetic vectors",
+        "runs": [{"n": n, "exact_ms": 0.01 * n ** 0.5, "approx_ms": 0.05, "build_s": 1e-5 * n, "nlist": int(n ** 0.5),
+                  "recall": 0.99} for n in (1000, 1000000)],
+    }
+    return result
+
+
+def test_a_result_with_vector_search_is_well_formed_and_rendered():
+    result = with_vector_search(fabricated())
+    assert report.validate(result) == []
+    text = report.render_markdown(result)
+    assert "## Searching many feature vectors" in text
+    table = [t for t in _tables(text) if t[0][0] == "Vectors"][0]
+    assert table[2][0] == "1,000,000" and table[2][-1] == "0.990"
+    assert "## Searching many feature vectors" not in report.render_markdown(fabricated())  # optional section
+
+
+def test_a_malformed_vector_search_run_is_named():
+    result = with_vector_search(fabricated())
+    del result["vector_search"]["runs"][1]["recall"]
+    assert report.validate(result) == ["vector_search.runs[1].recall is missing"]
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vector_search_leaves_out_sizes_that_do_not_fit(monkeypatch):
+    run = _load_run()
+    logged = []
+    monkeypatch.setattr(run, "log", logged.append)
+    monkeypatch.setattr(run, "SEARCH", {"dim": 8, "queries": 5, "k": 3, "nprobe": 2})
+    monkeypatch.setattr(run, "available_memory_bytes", lambda: 3 * 4 * 8 * 1000)  # room for 999 vectors
+    section = run.time_vector_search([300, 600, 5000])
+    assert [r["n"] for r in section["runs"]] == [300, 600]
+    assert any("N=5,000 left out" in line for line in logged)
+    result = fabricated()
+    result["vector_search"] = section
+    assert report.validate(result) == []
 def test_chapter_7_inference_table_is_optional_validated_and_rendered():
     result = fabricated()
     assert "inference" not in result and report.validate(result) == []  # results from before it stay valid

