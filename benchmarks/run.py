@@ -449,7 +449,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
     import torch
     from torch import nn
 
-    from tlhelpers import classifier, export, runtime, speed, zoo
+    from tlhelpers import classifier, export, onnx_inference, speed, zoo
 
     threads = torch.get_num_threads()
     results = []
@@ -464,7 +464,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
             files["dynamic int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-dynamic.onnx", "dynamic")
             files["static int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-static.onnx", "static",
                                                    calibration_photos=calibration.files)
-            batch = runtime.OnnxClassifier(files["fp32"]).batch(photos.files)
+            batch = onnx_inference.OnnxClassifier(files["fp32"]).batch(photos.files)
             model = trained.model()
             state = Path(folder) / f"{name}.pt"
             torch.save(model.state_dict(), state)
@@ -474,7 +474,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
                     return model(torch.from_numpy(x)).numpy()
 
             runners = {"PyTorch": (state, torch_logits)}
-            runners.update({f"ONNX {variant}": (path, runtime.OnnxClassifier(path, threads=1).logits)
+            runners.update({f"ONNX {variant}": (path, onnx_inference.OnnxClassifier(path, threads=1).logits)
                             for variant, path in files.items()})
             torch.set_num_threads(1)
             try:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tlhelpers import cli, runtime, zoo
+from tlhelpers import cli, onnx_inference, zoo
 from tlhelpers.classifier import Classifier
 from test_classifier import CLASSES, noise_picture, random_head
 from test_data import make_dataset
@@ -49,7 +49,7 @@ def test_predict_with_the_onnx_file_agrees_with_the_pytorch_file(model_file, fp3
     assert header == f"Backbone: {zoo.load('efficientnet_lite0').source} [ONNX, fp32]"
     _, from_torch = predictions([model_file, *photos], capsys)
     assert from_onnx == from_torch and len(from_onnx) == len(photos)
-    probabilities = runtime.OnnxClassifier(fp32_file).predict(photos)
+    probabilities = onnx_inference.OnnxClassifier(fp32_file).predict(photos)
     expected = Classifier.load(model_file).predict(photos)
     for ours, theirs in zip(probabilities, expected):
         assert [n for n, _ in ours] == [n for n, _ in theirs]
@@ -65,7 +65,7 @@ def test_export_int8_dynamic_and_static(model_file, fp32_file, photos, tmp_path,
                      "--calibration-size", "3"]) == 0
     assert "static int8, calibrated on 3 photos" in capsys.readouterr().out
     for path, variant in ((dynamic, "dynamic int8"), (static, "static int8")):
-        assert runtime.OnnxClassifier(path).variant == variant
+        assert onnx_inference.OnnxClassifier(path).variant == variant
         assert path.stat().st_size < fp32_file.stat().st_size / 3
         header, _ = predictions([path, *photos], capsys)
         assert header.endswith(f"[ONNX, {variant}]")

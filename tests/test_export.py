@@ -1,4 +1,4 @@
-"""Tests of tlhelpers.export (ONNX export, int8 quantization) and tlhelpers.runtime (running it without torch)."""
+"""Tests of tlhelpers.export (ONNX export, int8 quantization) and tlhelpers.onnx_inference (running it without torch)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms._presets import ImageClassification
 
-from tlhelpers import export, runtime, zoo
+from tlhelpers import export, onnx_inference, zoo
 from tlhelpers.classifier import Classifier
 from test_classifier import noise_picture
 
@@ -69,7 +69,7 @@ def test_export_is_valid_onnx_with_the_metadata(exported, tiny):
     model = onnx.load(str(exported))
     onnx.checker.check_model(model, full_check=True)
     props = {prop.key: prop.value for prop in model.metadata_props}
-    assert props["tlhelpers.format"] == runtime.FORMAT
+    assert props["tlhelpers.format"] == onnx_inference.FORMAT
     assert json.loads(props["tlhelpers.classes"]) == CLASSES
     assert json.loads(props["tlhelpers.preprocessing"]) == {
         "crop_size": [32], "resize_size": [36], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3],
@@ -82,7 +82,7 @@ def test_export_is_valid_onnx_with_the_metadata(exported, tiny):
 
 @pytest.mark.parametrize("count", [1, 3])
 def test_onnxruntime_matches_pytorch_for_any_batch_size(exported, tiny, count):
-    model = runtime.OnnxClassifier(exported)
+    model = onnx_inference.OnnxClassifier(exported)
     images = pictures(count)
     np.testing.assert_allclose(model.logits(model.batch(images)), torch_logits(tiny, images), atol=1e-5)
 
@@ -94,7 +94,7 @@ def test_export_leaves_the_classifier_untouched_and_in_eval_mode(tiny, tmp_path)
         assert tiny.backbone.model.training  # the export worked on a copy
     finally:
         tiny.backbone.model.eval()
-    onnx_model = runtime.OnnxClassifier(tmp_path / "m.onnx")
+    onnx_model = onnx_inference.OnnxClassifier(tmp_path / "m.onnx")
     images = pictures(2)
     np.testing.assert_allclose(onnx_model.logits(onnx_model.batch(images)), torch_logits(tiny, images), atol=1e-5)
 
@@ -123,17 +123,17 @@ def test_numpy_preprocessing_is_torchvisions(tiny, size):
         transforms = ImageClassification(crop_size=32, resize_size=20, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     else:
         transforms = tiny.backbone.transforms
-    np.testing.assert_allclose(runtime.preprocess(image, settings), transforms(image).numpy(), atol=1e-6)
+    np.testing.assert_allclose(onnx_inference.preprocess(image, settings), transforms(image).numpy(), atol=1e-6)
 
 
 def test_reference_predictor_ranks_every_class(exported, tiny):
     images = pictures(3)
-    onnx_ranked = runtime.OnnxClassifier(exported, threads=1).predict(images)
+    onnx_ranked = onnx_inference.OnnxClassifier(exported, threads=1).predict(images)
     torch_ranked = tiny.predict(images)
     for ours, theirs in zip(onnx_ranked, torch_ranked):
         assert [name for name, _ in ours] == [name for name, _ in theirs]
         np.testing.assert_allclose([p for _, p in ours], [p for _, p in theirs], atol=1e-5)
-    assert [len(r) for r in runtime.OnnxClassifier(exported).predict(images, k=1)] == [1, 1, 1]
+    assert [len(r) for r in onnx_inference.OnnxClassifier(exported).predict(images, k=1)] == [1, 1, 1]
 
 
 def test_reference_predictor_reads_files_and_never_imports_torch(exported, tmp_path):
@@ -141,8 +141,8 @@ def test_reference_predictor_reads_files_and_never_imports_torch(exported, tmp_p
     noise_picture(3).save(photo)
     script = textwrap.dedent(f"""
         import sys
-        from tlhelpers import runtime
-        model = runtime.OnnxClassifier({str(exported)!r})
+        from tlhelpers import onnx_inference
+        model = onnx_inference.OnnxClassifier({str(exported)!r})
         ranked = model.predict([{str(photo)!r}])
         assert sorted(name for name, _ in ranked[0]) == {sorted(CLASSES)!r}
         assert "torch" not in sys.modules, "the reference predictor imported torch"
@@ -156,14 +156,14 @@ def test_reference_predictor_reads_files_and_never_imports_torch(exported, tmp_p
 def test_files_that_are_not_exported_classifiers(tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not onnx")
-    with pytest.raises(runtime.OnnxFileError, match="cannot be read as an ONNX model"):
-        runtime.OnnxClassifier(garbage)
-    with pytest.raises(runtime.OnnxFileError, match="not found"):
-        runtime.OnnxClassifier(tmp_path / "missing.onnx")
+    with pytest.raises(onnx_inference.OnnxFileError, match="cannot be read as an ONNX model"):
+        onnx_inference.OnnxClassifier(garbage)
+    with pytest.raises(onnx_inference.OnnxFileError, match="not found"):
+        onnx_inference.OnnxClassifier(tmp_path / "missing.onnx")
     plain = tmp_path / "plain.onnx"
     torch.onnx.export(nn.Linear(2, 2).eval(), (torch.zeros(1, 2),), str(plain), dynamo=True, verbose=False)
-    with pytest.raises(runtime.OnnxFileError, match="without the metadata"):
-        runtime.OnnxClassifier(plain)
+    with pytest.raises(onnx_inference.OnnxFileError, match="without the metadata"):
+        onnx_inference.OnnxClassifier(plain)
     assert not export.is_exported_file(plain) and not export.is_exported_file(garbage)
 
 
@@ -177,12 +177,12 @@ def test_int8_copies_keep_the_metadata_and_roughly_the_outputs(exported, tmp_pat
     calibration = pictures(4) if mode == "static" else None
     path = export.quantize(exported, tmp_path / f"{mode}.onnx", mode=mode, calibration_photos=calibration)
     onnx.checker.check_model(onnx.load(str(path)))
-    model, reference = runtime.OnnxClassifier(path), runtime.OnnxClassifier(exported)
+    model, reference = onnx_inference.OnnxClassifier(path), onnx_inference.OnnxClassifier(exported)
     assert model.variant == f"{mode} int8" and model.classes == CLASSES
     assert model.preprocessing == reference.preprocessing and model.source == reference.source
     images = pictures(4)
-    ours = runtime.softmax(model.logits(model.batch(images)))
-    theirs = runtime.softmax(reference.logits(reference.batch(images)))
+    ours = onnx_inference.softmax(model.logits(model.batch(images)))
+    theirs = onnx_inference.softmax(reference.logits(reference.batch(images)))
     assert np.abs(ours - theirs).max() < 0.05
     assert export.is_exported_file(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{mode}.onnx"]  # no intermediate files

@@ -85,11 +85,11 @@ def run_predict(args: argparse.Namespace) -> int:
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
     if str(args.model).lower().endswith(".onnx"):
-        from tlhelpers import runtime
+        from tlhelpers import onnx_inference
 
         try:
-            classifier = runtime.OnnxClassifier(args.model)
-        except (runtime.OnnxFileError, ImportError) as error:
+            classifier = onnx_inference.OnnxClassifier(args.model)
+        except (onnx_inference.OnnxFileError, ImportError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"Backbone: {classifier.source} [ONNX, {classifier.variant}]")
@@ -333,7 +333,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Export MODEL (a classifier file from 'train' or Classifier.save) — backbone and head as "
         "one network in eval mode — to ONNX with PyTorch's exporter, check it with the onnx checker, and "
         "store the class names and preprocessing in the file, so that 'predict OUT PHOTO' (or "
-        "tlhelpers.runtime, with onnxruntime, numpy and PIL only) can use it. With --int8 the weights are "
+        "tlhelpers.onnx_inference, with onnxruntime, numpy and PIL only) can use it. With --int8 the weights are "
         "stored as 8-bit integers (about 4 times smaller): static quantization when --calibration names a "
         "folder of photos to measure activation ranges on, dynamic quantization otherwise. Exit status 0 when "
         "OUT was written, 2 when MODEL cannot be used or OUT cannot be written. OUT is written atomically.",

@@ -4,7 +4,7 @@
 and head as one module in eval mode — with PyTorch's current exporter
 (``torch.onnx.export(..., dynamo=True)``), checks the result with
 ``onnx.checker`` and writes the class names and preprocessing into the file's
-metadata (see :mod:`tlhelpers.runtime`, which runs it without PyTorch).
+metadata (see :mod:`tlhelpers.onnx_inference`, which runs it without PyTorch).
 :func:`quantize` stores the weights as 8-bit integers with
 ``onnxruntime.quantization``: *dynamic* (activations quantized on the fly,
 no data needed) or *static* (activation ranges measured beforehand on
@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tlhelpers import runtime
+from tlhelpers import onnx_inference
 from tlhelpers.classifier import Classifier, preprocessing
 
 INPUT, OUTPUT = "image", "logits"
@@ -57,9 +57,9 @@ def _set_metadata(model, values: dict[str, str]) -> None:
 
 
 def metadata(clf: Classifier, variant: str = "fp32") -> dict[str, str]:
-    """What :mod:`tlhelpers.runtime` needs to run the exported ``clf``, as ONNX metadata strings (chapter 7)."""
+    """What :mod:`tlhelpers.onnx_inference` needs to run the exported ``clf``, as ONNX metadata strings (chapter 7)."""
     return {
-        "tlhelpers.format": runtime.FORMAT,
+        "tlhelpers.format": onnx_inference.FORMAT,
         "tlhelpers.classes": json.dumps(list(clf.classes)),
         "tlhelpers.preprocessing": json.dumps(preprocessing(clf.backbone.transforms)),
         "tlhelpers.backbone": clf.backbone.name,
@@ -105,7 +105,7 @@ class PhotoCalibration:
     """
 
     def __init__(self, model_path: str | os.PathLike, photos, batch_size: int = 8):
-        self.preprocessing = runtime.read_metadata(model_path)["preprocessing"]
+        self.preprocessing = onnx_inference.read_metadata(model_path)["preprocessing"]
         self.photos = list(photos)
         if not self.photos:
             raise ValueError("static quantization needs at least one calibration photo")
@@ -120,7 +120,7 @@ class PhotoCalibration:
             return None
         chunk = self.photos[self._start:self._start + self.batch_size]
         self._start += self.batch_size
-        return {INPUT: np.stack([runtime.preprocess(runtime.read_rgb(p), self.preprocessing) for p in chunk])}
+        return {INPUT: np.stack([onnx_inference.preprocess(onnx_inference.read_rgb(p), self.preprocessing) for p in chunk])}
 
 
 def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static",
@@ -139,7 +139,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
     if mode not in ("dynamic", "static"):
         raise ValueError(f"mode must be 'dynamic' or 'static', not {mode!r}")
     source, path = Path(source), Path(path)
-    info = runtime.read_metadata(source)  # fails clearly for a file that is not an exported classifier
+    info = onnx_inference.read_metadata(source)  # fails clearly for a file that is not an exported classifier
     if mode == "static":
         reader = PhotoCalibration(source, calibration_photos if calibration_photos is not None else [])
     with tempfile.TemporaryDirectory() as folder:
@@ -156,7 +156,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
         model = onnx.load(str(quantized))
     values = {key: json.dumps(info[key]) if key in ("classes", "preprocessing") else info[key]
               for key in ("classes", "preprocessing", "backbone", "source")}
-    _set_metadata(model, {"tlhelpers.format": runtime.FORMAT,
+    _set_metadata(model, {"tlhelpers.format": onnx_inference.FORMAT,
                           **{f"tlhelpers.{key}": value for key, value in values.items()},
                           "tlhelpers.variant": f"{mode} int8"})
     onnx.checker.check_model(model)
@@ -168,7 +168,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
 def is_exported_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an ONNX file written by :func:`to_onnx` or :func:`quantize` (chapter 7)."""
     try:
-        runtime.read_metadata(path)
-    except runtime.OnnxFileError:
+        onnx_inference.read_metadata(path)
+    except onnx_inference.OnnxFileError:
         return False
     return True
