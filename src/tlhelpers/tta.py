@@ -1,0 +1,33 @@
+"""Test-time augmentation: average the predictions for a photo and its mirror image (chapter 5)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def flip_predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(predicted labels, probabilities, true labels)`` from the mean softmax of each photo and its flip (chapter 5).
+
+    Like :func:`tlhelpers.train.predict`, with every batch ``(images,
+    labels, ...)`` passed twice: as it is and mirrored left to right.  Runs in
+    eval mode under ``torch.inference_mode()``; results on the CPU.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).eval()
+    probs, labels = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            if batch is None:
+                continue
+            x = batch[0].to(device)
+            p = (model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
+            probs.append(p.cpu())
+            labels.append(batch[1].cpu())
+    if not labels:
+        raise ValueError("the loader gave no usable batch")
+    probs_all = torch.cat(probs)
+    return probs_all.argmax(1), probs_all, torch.cat(labels)

@@ -1,0 +1,76 @@
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tlhelpers import train, tta, unfreezing
+
+
+class Mirror(nn.Module):
+    """Scores class 0 by the left half of the image, class 1 by the right half."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        half = x.shape[-1] // 2
+        return self.scale * torch.stack([x[..., :half].mean((1, 2, 3)), x[..., half:].mean((1, 2, 3))], 1)
+
+
+def test_flip_predict_averages_a_photo_and_its_mirror_image():
+    x = torch.zeros(2, 1, 2, 4)
+    x[0, ..., :2] = 1.0  # bright on the left
+    loader = [(x, torch.tensor([0, 1])), None]
+    preds, probs, labels = tta.flip_predict(Mirror(), loader)
+    assert torch.allclose(probs, torch.full((2, 2), 0.5))  # a flip swaps the evidence: the mean is even
+    assert labels.tolist() == [0, 1] and preds.shape == (2,)
+    plain, _, _ = train.predict(Mirror(), loader)
+    assert plain.tolist() == [0, 0]
+    with pytest.raises(ValueError, match="no usable batch"):
+        tta.flip_predict(Mirror(), [None])
+
+
+def toy():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def loaders():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=generator)
+    y = (x[:, 0] > 0).long()
+    return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, generator=generator)
+
+
+def test_gradual_fit_keeps_the_body_still_in_its_first_stage():
+    model = toy()
+    body_before = model[0].weight.detach().clone()
+    history = unfreezing.gradual_fit(model, loaders(), head_epochs=2, epochs=2, head_lr=1e-2, body_lr=1e-3,
+                                     head="2", progress=False, device="cpu")
+    assert len(history) == 2 and torch.equal(model[0].weight, body_before)
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again for what follows
+    history = unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=3, head_lr=1e-2, body_lr=1e-3,
+                                     head="2", progress=False, device="cpu")
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert not torch.equal(model[0].weight, body_before)
+
+
+def test_gradual_fit_with_a_schedule_and_discriminative_rates():
+    from tlhelpers import schedules
+
+    model = toy()
+    history = unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=2, head_lr=1e-2, body_lr=1e-3,
+                                     head="2", schedule=schedules.one_cycle, progress=False, device="cpu")
+    assert len(history) == 2
+    groups = unfreezing.stage_groups(model, head="2")
+    assert len(groups["head"]) == 2 and len(groups["body"]) == 2
+
+
+def test_bad_stages_are_refused():
+    with pytest.raises(ValueError, match="head_epochs"):
+        unfreezing.gradual_fit(toy(), loaders(), head_epochs=3, epochs=2, head_lr=1e-2, body_lr=1e-3, head="2")
+    model = toy()
+    model[2].requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable"):
+        unfreezing.stage_groups(model, head="2")
