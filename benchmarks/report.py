@@ -225,7 +225,8 @@ def _real_path_budget(result: dict) -> dict:
                        + f" for {_count(len(rp['runs']), 'run')}")
     failed = [f"{r['notebook']} [{r['budget']}]" for r in rp["runs"] if not r["passed"]]
     if result["quick"] or not rp["complete"]:
-        row["note"] = "quick run: only some chapters were run" if result["quick"] else "only some chapters or budgets were run"
+        row["note"] = ("quick run: only some chapters were run" if result["quick"]
+                       else "only some chapters or budgets were run")
     elif failed:
         row["verdict"] = "not met"
         row["note"] = "a chapter failed on the real path: " + ", ".join(failed)
@@ -290,8 +291,8 @@ def render_markdown(result: dict) -> str:
         device += f" (CUDA {m['cuda']})" if m["cuda"] else ""
     else:
         device = f"{m['device']}: {m['gpu'] or ''}".rstrip(": ")
-    precision = ("float16 autocast (mixed precision) and channels-last memory in every training and "
-                 "throughput loop; `features.extract` itself runs in float32" if cuda else
+    precision = ("float16 autocast (mixed precision) and channels-last memory in every training "
+                 "loop (`train.fit`'s defaults); `features.extract` runs in float32" if cuda else
                  "float32, default memory layout (mixed precision and channels-last are for CUDA)")
     lines += _table(["Part", "This machine"], [
         ["Device", device],
@@ -329,7 +330,8 @@ def render_markdown(result: dict) -> str:
                   f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
                   f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.", ""]
         rows = [[f"`{r['notebook']}`", r["budget"], duration(r["seconds"]),
-                 ("passed" if r["passed"] else "**failed**") + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
+                 ("passed" if r["passed"] else "**failed**")
+                 + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
                 for r in rp["runs"]]
         rows.append(["**Whole run**", "", f"**{duration(rp['total_seconds'])}**", "" if rp["complete"]
                      else "only some chapters or budgets"])
@@ -354,7 +356,7 @@ def render_markdown(result: dict) -> str:
             ["Classic: `train.fit` with the backbone frozen, which re-runs it on the photos every epoch",
              duration(fh["classic_seconds"])],
             [f"Cached: `features.extract` once ({duration(fh['extract_seconds'])}) + "
-             f"`features.train_linear_head` ({duration(fh['head_seconds'])})", duration(fh["cached_seconds"])],
+             f"`heads.fit_linear` ({duration(fh['head_seconds'])})", duration(fh["cached_seconds"])],
             ["Cached, features already on disk (warm cache)", duration(fh["warm_cache_seconds"])],
         ], "lr")
         lines += [f"Speed-up of the cached way: **{fh['speedup']:.1f}×** counting the extraction, "
@@ -405,7 +407,8 @@ def render_index(results: list[dict], folder: str = "/benchmarks/results") -> st
     for kind in DEVICE_KINDS:
         result = latest.get(kind)
         if result is None:
-            rows.append([DEVICE_TITLES[kind], "none yet", "", f"no {DEVICE_TITLES[kind]} measurement has been recorded yet"])
+            rows.append([DEVICE_TITLES[kind], "none yet", "",
+                         f"no {DEVICE_TITLES[kind]} measurement has been recorded yet"])
         else:
             m = result["machine"]
             machine = f"{m['gpu']}, " if kind == "gpu" and m["gpu"] else ""
