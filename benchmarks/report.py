@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+from tlhelpers import tables
+
 FORMAT = 1
 
 # What the book promises (DESIGN.md, "Budgets"); the verdicts compare against these.
@@ -252,11 +254,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    align = align or "l" * len(header)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return lines + [""]
+    return [tables.markdown(header, rows, align, pad=False), ""]
 
 
 def describe_cache(cache: dict) -> str:
@@ -340,9 +338,9 @@ def render_markdown(result: dict) -> str:
     ex = result.get("extraction")
     if ex is not None:
         lines += ["## Feature extraction", ""]
-        lines += [f"The backbone without its head over {ex['images']} photos of the animals set at "
+        lines += [f"`features.extract` (cache off, float32) over {ex['images']} photos of the animals set at "
                   f"{ex['size']} px, batches of {ex['batch_size']}, JPEG decoding and resizing included "
-                  f"(`data.loader`, in the main process). {ex['weights']}", ""]
+                  f"(in the main process). {ex['weights']}", ""]
         lines += _table(["Model", "Images/s", f"Seconds for {ex['images']} photos"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}", f"{r['seconds']:.1f}"] for r in ex["runs"]],
                         "lrr")

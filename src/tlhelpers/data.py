@@ -33,7 +33,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from tlhelpers import files, runtime
+from tlhelpers import files, runtime, tables
 
 DATA_ENV = "TLHELPERS_DATA"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -561,19 +561,15 @@ class CheckReport:
             for path, _ in self.problems:
                 if path.parent.name in unreadable:
                     unreadable[path.parent.name] += 1
-            width = max(len("class"), len("total"), *(len(name) for name in self.classes))
-            lines.append("")
-            lines.append(f"{'class':<{width}}  {'usable':>7}  {'unreadable':>10}")
-            for name in self.classes:
-                lines.append(f"{name:<{width}}  {self.counts.get(name, 0):>7}  {unreadable[name]:>10}")
-            lines.append(f"{'total':<{width}}  {sum(self.counts.values()):>7}  {sum(unreadable.values()):>10}")
+            rows = [(name, str(self.counts.get(name, 0)), str(unreadable[name])) for name in self.classes]
+            rows.append(("total", str(sum(self.counts.values())), str(sum(unreadable.values()))))
+            lines += ["", tables.text(("class", "usable", "unreadable"), rows, min_widths=(0, 7, 10))]
         if self.sizes:
             widths = [w for w, _ in self.sizes]
             heights = [h for _, h in self.sizes]
-            lines.append("")
-            lines.append(f"{'size':<6}  {'min':>5}  {'median':>6}  {'max':>5}")
-            for label, values in (("width", widths), ("height", heights)):
-                lines.append(f"{label:<6}  {min(values):>5}  {statistics.median_low(values):>6}  {max(values):>5}")
+            rows = [(label, str(min(values)), str(statistics.median_low(values)), str(max(values)))
+                    for label, values in (("width", widths), ("height", heights))]
+            lines += ["", tables.text(("size", "min", "median", "max"), rows, min_widths=(6, 5, 6, 5))]
         if self.problems:
             lines.append("")
             lines.append(f"Unusable files ({len(self.problems)}):")

@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from tlhelpers import tables
+
 # One colour per animal class, used by every chapter's figures.
 CLASS_COLORS = {"cats": "#E69F00", "dogs": "#0072B2", "panda": "#444444"}
 _CYCLE = ["#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
@@ -198,14 +200,7 @@ def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequen
             values = [r[metric] for r in members if r.get(metric) is not None]
             cells.append(cell(values, metric.endswith("acc")))
         body.append(cells)
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
-    return "\n".join([line(header), rule] + [line(cells) for cells in body])
+    return tables.markdown(header, body, align="l" + "r" * (len(header) - 1))
 
 
 def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str | None = None):

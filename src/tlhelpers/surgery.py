@@ -23,6 +23,8 @@ from typing import Iterable, Iterator
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tlhelpers import tables
+
 # Top-level containers whose children are the stages of a backbone
 # (torchvision VGG/MobileNet/EfficientNet/ConvNeXt `features`, timm `blocks`,
 # `stages`, `layers`); blocks() splits them into one block per child.
@@ -346,25 +348,10 @@ def format_summary(rows: list[SummaryRow]) -> str:
     The same model gives the same text on every machine, so notebooks can
     print it and nbval can compare it exactly.
     """
-    header = ("module", "trainable", "total", "trainable %")
-    body = [
-        (row.name, f"{row.trainable:,}", f"{row.total:,}",
-         _percent(row.trainable, row.total))
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-    def line(cells) -> str:
-        first, *numbers = cells
-        return "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(numbers, widths[1:])])
-
-    lines = [line(header), "  ".join("-" * w for w in widths)]
-    lines += [line(cells) for cells in body[:-1]]
-    if body and rows[-1].name == "total":
-        lines.append("  ".join("-" * w for w in widths))
-    if body:
-        lines.append(line(body[-1]))
-    return "\n".join(lines)
+    body = [(row.name, f"{row.trainable:,}", f"{row.total:,}", _percent(row.trainable, row.total))
+            for row in rows]
+    total = [len(body) - 1] if rows and rows[-1].name == "total" else []
+    return tables.text(("module", "trainable", "total", "trainable %"), body, header_rule=True, rule_before=total)
 
 
 def _percent(part: int, whole: int) -> str:
