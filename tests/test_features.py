@@ -229,3 +229,11 @@ def test_clear_cache_deletes_only_the_cache_files(images, cache):
     assert features.clear_cache(cache) == 2
     assert sorted(path.name for path in cache.iterdir()) == ["my_model.pt", "notes.txt"]
     assert features.clear_cache(cache / "missing") == 0
+
+
+def test_extraction_leaves_the_global_random_stream_alone(images, cache):
+    model = CountingNet()  # seeds the global stream itself
+    torch.rand(1)
+    state = torch.get_rng_state()
+    features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    assert torch.equal(torch.get_rng_state(), state), "a cold cache would change later random numbers"

@@ -328,8 +328,11 @@ def extract(
 
     device = torch.device(device) if device is not None else runtime.pick_device()
     dataset = data.ImageDataset(images, transform)
+    # A generator of its own keeps the loader from drawing on the global random stream, so the
+    # random numbers after an extraction are the same whether the cache was warm or cold.
     loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=data.collate_skipping, pin_memory=device.type == "cuda")
+                        collate_fn=data.collate_skipping, pin_memory=device.type == "cuda",
+                        generator=torch.Generator())
     chunks, labels, kept = [], [], []
     with _on_device(model, device), surgery.evaluating(model), torch.inference_mode():
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
