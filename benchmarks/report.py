@@ -253,6 +253,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("ch") else "s")
 
 
+def _section(title: str, paragraph: str) -> list[str]:
+    return [f"## {title}", "", paragraph, ""]
+
+
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
     return [tables.markdown(header, rows, align, pad=False), ""]
 
@@ -308,9 +312,10 @@ def render_markdown(result: dict) -> str:
 
     nb = result.get("notebooks")
     if nb is not None:
-        lines += ["## Chapters under `pytest --nbval`", ""]
-        lines += [f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
-                  f"`{nb['command']}`, one pytest process per chapter.", ""]
+        lines += _section(
+            "Chapters under `pytest --nbval`",
+            f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
+            f"`{nb['command']}`, one pytest process per chapter.")
         lines += [f"Feature cache: {describe_cache(nb['feature_cache'])}", ""]
         rows = [[f"`{r['notebook']}`", duration(r["seconds"]),
                  ("passed" if r["passed"] else "**failed**") + (f" ({r['summary']})" if r["summary"] else "")]
@@ -321,12 +326,13 @@ def render_markdown(result: dict) -> str:
 
     rp = result.get("real_path")
     if rp is not None:
-        lines += ["## Chapters on the real path", ""]
-        lines += [f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
-                  f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
-                  f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
-                  f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
-                  f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.", ""]
+        lines += _section(
+            "Chapters on the real path",
+            f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
+            f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
+            f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
+            f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
+            f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.")
         rows = [[f"`{r['notebook']}`", r["budget"], duration(r["seconds"]),
                  ("passed" if r["passed"] else "**failed**")
                  + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
@@ -337,19 +343,21 @@ def render_markdown(result: dict) -> str:
 
     ex = result.get("extraction")
     if ex is not None:
-        lines += ["## Feature extraction", ""]
-        lines += [f"`features.extract` (cache off, float32) over {ex['images']} photos of the animals set at "
-                  f"{ex['size']} px, batches of {ex['batch_size']}, JPEG decoding and resizing included "
-                  f"(in the main process). {ex['weights']}", ""]
+        lines += _section(
+            "Feature extraction",
+            f"`features.extract` (cache off, float32) over {ex['images']} photos of the animals set at "
+            f"{ex['size']} px, batches of {ex['batch_size']}, JPEG decoding and resizing included "
+            f"(in the main process). {ex['weights']}")
         lines += _table(["Model", "Images/s", f"Seconds for {ex['images']} photos"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}", f"{r['seconds']:.1f}"] for r in ex["runs"]],
                         "lrr")
 
     fh = result.get("frozen_head")
     if fh is not None:
-        lines += ["## Frozen backbone, trained head: two ways", ""]
-        lines += [f"{_title(fh['model'])} with a new 3-class head, {fh['epochs']} epochs on {fh['images']} training "
-                  f"photos ({fh['per_class']} per class) at {fh['size']} px, batches of {fh['batch_size']}.", ""]
+        lines += _section(
+            "Frozen backbone, trained head: two ways",
+            f"{_title(fh['model'])} with a new 3-class head, {fh['epochs']} epochs on {fh['images']} training "
+            f"photos ({fh['per_class']} per class) at {fh['size']} px, batches of {fh['batch_size']}.")
         lines += _table(["Way", "Wall time"], [
             ["Classic: `train.fit` with the backbone frozen, which re-runs it on the photos every epoch",
              duration(fh["classic_seconds"])],
@@ -362,11 +370,12 @@ def render_markdown(result: dict) -> str:
 
     ft = result.get("finetune")
     if ft is not None:
-        lines += ["## Full fine-tuning", ""]
-        lines += [f"Every layer trained (Adam), batches of {ft['batch_size']} at {ft['size']} px "
-                  f"({ft['size_note']}), photos decoded beforehand as in chapter 3; "
-                  f"{_count(ft['batches'], 'batch')} timed after {_count(ft['warmup_batches'], 'warm-up batch')}. "
-                  f"{ft['weights']}", ""]
+        lines += _section(
+            "Full fine-tuning",
+            f"Every layer trained (Adam), batches of {ft['batch_size']} at {ft['size']} px "
+            f"({ft['size_note']}), photos decoded beforehand as in chapter 3; "
+            f"{_count(ft['batches'], 'batch')} timed after {_count(ft['warmup_batches'], 'warm-up batch')}. "
+            f"{ft['weights']}")
         lines += _table(["Model", "Training images/s"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}"] for r in ft["runs"]], "lr")
     return "\n".join(lines).rstrip() + "\n"
