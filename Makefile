@@ -32,9 +32,11 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory real-path
 	$(MAKE) --no-print-directory check-book
 
-# ruff over the code (pyproject's [tool.ruff]).
+# ruff over the code (pyproject's [tool.ruff]) and the chapters' code cells,
+# which must fit the book's 80-character code column.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check --line-length 80 notebooks
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests
