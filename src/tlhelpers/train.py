@@ -28,7 +28,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 @dataclass
 class History:
-    """Per-epoch records of a training run (chapter 3).
+    """Per-epoch records of a training run (chapter 3, indirectly).
 
     Each row is a dict with the keys of :data:`HISTORY_FIELDS`: ``epoch``
     (from 1), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (``None``
