@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup test unit nbval real-path book check-book notebooks bench clean
+.PHONY: setup test lint unit nbval real-path book check-book notebooks bench clean
 
 setup: $(STAMP)
 
@@ -27,9 +27,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 test: $(STAMP)
+	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q tests notebooks $(NBVAL)
 	$(MAKE) --no-print-directory real-path
 	$(MAKE) --no-print-directory check-book
+
+# ruff over the code (pyproject's [tool.ruff]) and the chapters' code cells,
+# which must fit the book's 80-character code column.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check --line-length 80 notebooks
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests

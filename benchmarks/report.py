@@ -16,6 +16,8 @@ import json
 import re
 from pathlib import Path
 
+from tlhelpers import tables
+
 FORMAT = 1
 
 # What the book promises (DESIGN.md, "Budgets"); the verdicts compare against these.
@@ -232,7 +234,8 @@ def _real_path_budget(result: dict) -> dict:
                        + f" for {_count(len(rp['runs']), 'run')}")
     failed = [f"{r['notebook']} [{r['budget']}]" for r in rp["runs"] if not r["passed"]]
     if result["quick"] or not rp["complete"]:
-        row["note"] = "quick run: only some chapters were run" if result["quick"] else "only some chapters or budgets were run"
+        row["note"] = ("quick run: only some chapters were run" if result["quick"]
+                       else "only some chapters or budgets were run")
     elif failed:
         row["verdict"] = "not met"
         row["note"] = "a chapter failed on the real path: " + ", ".join(failed)
@@ -257,12 +260,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("ch") else "s")
 
 
+def _section(title: str, paragraph: str) -> list[str]:
+    return [f"## {title}", "", paragraph, ""]
+
+
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    align = align or "l" * len(header)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return lines + [""]
+    return [tables.markdown(header, rows, align, pad=False), ""]
 
 
 def describe_cache(cache: dict) -> str:
@@ -297,8 +300,8 @@ def render_markdown(result: dict) -> str:
         device += f" (CUDA {m['cuda']})" if m["cuda"] else ""
     else:
         device = f"{m['device']}: {m['gpu'] or ''}".rstrip(": ")
-    precision = ("float16 autocast (mixed precision) and channels-last memory in every training and "
-                 "throughput loop; `features.extract` itself runs in float32" if cuda else
+    precision = ("float16 autocast (mixed precision) and channels-last memory in every training "
+                 "loop (`train.fit`'s defaults); `features.extract` runs in float32" if cuda else
                  "float32, default memory layout (mixed precision and channels-last are for CUDA)")
     lines += _table(["Part", "This machine"], [
         ["Device", device],
@@ -316,9 +319,10 @@ def render_markdown(result: dict) -> str:
 
     nb = result.get("notebooks")
     if nb is not None:
-        lines += ["## Chapters under `pytest --nbval`", ""]
-        lines += [f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
-                  f"`{nb['command']}`, one pytest process per chapter.", ""]
+        lines += _section(
+            "Chapters under `pytest --nbval`",
+            f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
+            f"`{nb['command']}`, one pytest process per chapter.")
         lines += [f"Feature cache: {describe_cache(nb['feature_cache'])}", ""]
         rows = [[f"`{r['notebook']}`", duration(r["seconds"]),
                  ("passed" if r["passed"] else "**failed**") + (f" ({r['summary']})" if r["summary"] else "")]
@@ -329,14 +333,16 @@ def render_markdown(result: dict) -> str:
 
     rp = result.get("real_path")
     if rp is not None:
-        lines += ["## Chapters on the real path", ""]
-        lines += [f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
-                  f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
-                  f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
-                  f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
-                  f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.", ""]
+        lines += _section(
+            "Chapters on the real path",
+            f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
+            f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
+            f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
+            f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
+            f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.")
         rows = [[f"`{r['notebook']}`", r["budget"], duration(r["seconds"]),
-                 ("passed" if r["passed"] else "**failed**") + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
+                 ("passed" if r["passed"] else "**failed**")
+                 + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
                 for r in rp["runs"]]
         rows.append(["**Whole run**", "", f"**{duration(rp['total_seconds'])}**", "" if rp["complete"]
                      else "only some chapters or budgets"])
@@ -344,24 +350,26 @@ def render_markdown(result: dict) -> str:
 
     ex = result.get("extraction")
     if ex is not None:
-        lines += ["## Feature extraction", ""]
-        lines += [f"The backbone without its head over {ex['images']} photos of the animals set at "
-                  f"{ex['size']} px, batches of {ex['batch_size']}, JPEG decoding and resizing included "
-                  f"(`data.loader`, in the main process). {ex['weights']}", ""]
+        lines += _section(
+            "Feature extraction",
+            f"`features.extract` (cache off, float32) over {ex['images']} photos of the animals set at "
+            f"{ex['size']} px, batches of {ex['batch_size']}, JPEG decoding and resizing included "
+            f"(in the main process). {ex['weights']}")
         lines += _table(["Model", "Images/s", f"Seconds for {ex['images']} photos"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}", f"{r['seconds']:.1f}"] for r in ex["runs"]],
                         "lrr")
 
     fh = result.get("frozen_head")
     if fh is not None:
-        lines += ["## Frozen backbone, trained head: two ways", ""]
-        lines += [f"{_title(fh['model'])} with a new 3-class head, {fh['epochs']} epochs on {fh['images']} training "
-                  f"photos ({fh['per_class']} per class) at {fh['size']} px, batches of {fh['batch_size']}.", ""]
+        lines += _section(
+            "Frozen backbone, trained head: two ways",
+            f"{_title(fh['model'])} with a new 3-class head, {fh['epochs']} epochs on {fh['images']} training "
+            f"photos ({fh['per_class']} per class) at {fh['size']} px, batches of {fh['batch_size']}.")
         lines += _table(["Way", "Wall time"], [
             ["Classic: `train.fit` with the backbone frozen, which re-runs it on the photos every epoch",
              duration(fh["classic_seconds"])],
             [f"Cached: `features.extract` once ({duration(fh['extract_seconds'])}) + "
-             f"`features.train_linear_head` ({duration(fh['head_seconds'])})", duration(fh["cached_seconds"])],
+             f"`heads.fit_linear` ({duration(fh['head_seconds'])})", duration(fh["cached_seconds"])],
             ["Cached, features already on disk (warm cache)", duration(fh["warm_cache_seconds"])],
         ], "lr")
         lines += [f"Speed-up of the cached way: **{fh['speedup']:.1f}×** counting the extraction, "
@@ -382,11 +390,12 @@ def render_markdown(result: dict) -> str:
 
     ft = result.get("finetune")
     if ft is not None:
-        lines += ["## Full fine-tuning", ""]
-        lines += [f"Every layer trained (Adam), batches of {ft['batch_size']} at {ft['size']} px "
-                  f"({ft['size_note']}), photos decoded beforehand as in chapter 3; "
-                  f"{_count(ft['batches'], 'batch')} timed after {_count(ft['warmup_batches'], 'warm-up batch')}. "
-                  f"{ft['weights']}", ""]
+        lines += _section(
+            "Full fine-tuning",
+            f"Every layer trained (Adam), batches of {ft['batch_size']} at {ft['size']} px "
+            f"({ft['size_note']}), photos decoded beforehand as in chapter 3; "
+            f"{_count(ft['batches'], 'batch')} timed after {_count(ft['warmup_batches'], 'warm-up batch')}. "
+            f"{ft['weights']}")
         lines += _table(["Model", "Training images/s"],
                         [[_title(r["model"]), f"{r['images_per_s']:.1f}"] for r in ft["runs"]], "lr")
 
@@ -436,7 +445,8 @@ def render_index(results: list[dict], folder: str = "/benchmarks/results") -> st
     for kind in DEVICE_KINDS:
         result = latest.get(kind)
         if result is None:
-            rows.append([DEVICE_TITLES[kind], "none yet", "", f"no {DEVICE_TITLES[kind]} measurement has been recorded yet"])
+            rows.append([DEVICE_TITLES[kind], "none yet", "",
+                         f"no {DEVICE_TITLES[kind]} measurement has been recorded yet"])
         else:
             m = result["machine"]
             machine = f"{m['gpu']}, " if kind == "gpu" and m["gpu"] else ""

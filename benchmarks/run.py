@@ -12,7 +12,7 @@ Measures, on the current machine:
    photos, JPEG decoding included;
 4. a frozen-backbone head trained for 15 epochs two ways: ``train.fit`` re-running
    the backbone every epoch (the classic tutorial loop) and cached features
-   (``features.extract`` once + ``features.train_linear_head``);
+   (``features.extract`` once + ``heads.fit_linear``);
 5. the training throughput of full fine-tuning of each zoo backbone at
    chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
 6. chapter 6's vector search at growing N (up to a million vectors, as many
@@ -244,60 +244,30 @@ def time_real_path(names: list[str] | None, budget: str) -> dict | None:
 def head_name(name: str) -> str:
     from tlhelpers import zoo
 
-    return zoo.TORCHVISION_MODELS[name].head if name in zoo.TORCHVISION_MODELS else "classifier"
+    return zoo.TORCHVISION_MODELS[name][1] if name in zoo.TORCHVISION_MODELS else "classifier"
 
 
 def transform_for(name: str, size: int = 224):
-    """The model's own preprocessing (resize to size·256/224, center-crop ``size``, its mean and std)."""
-    from torchvision.transforms._presets import ImageClassification
-
+    """The model's own preprocessing at ``size`` (resize to size·256/224, center-crop ``size``)."""
     from tlhelpers import zoo
 
-    if name in zoo.TORCHVISION_MODELS:
-        reference = zoo.weights_enum(name).transforms()
-        mean, std = reference.mean, reference.std
-    else:
-        mean = std = (0.5, 0.5, 0.5)  # the packaged EfficientNet-Lite0's, see zoo._load_efficientnet_lite0
-    return ImageClassification(crop_size=size, resize_size=size * 256 // 224, mean=mean, std=std)
-
-
-def _precision(device, model):
-    """Autocast context and input layout for ``device``: float16 + channels-last on CUDA, as train.fit does."""
-    import contextlib
-
-    import torch
-
-    if device.type != "cuda":
-        return contextlib.nullcontext, False
-    model.to(memory_format=torch.channels_last)
-    return (lambda: torch.autocast("cuda", dtype=torch.float16)), True
+    reference = zoo.imagenet_weights(name).transforms() if name in zoo.TORCHVISION_MODELS else zoo.fallback_transforms()
+    return zoo.at_size(reference, size)
 
 
 def time_extraction(photos, device, batch_size: int) -> dict:
-    import torch
-
-    from tlhelpers import data, features, zoo
+    """Throughput of ``features.extract`` itself (float32, no cache) for each zoo architecture."""
+    from tlhelpers import features, zoo
 
     runs = []
     for name in zoo.NAMES:
-        model = features.feature_extractor(zoo.architecture(name), head_name(name)).to(device).eval()
-        autocast, channels_last = _precision(device, model)
-        transform = transform_for(name)
-        warmup = torch.randn(batch_size if device.type != "cpu" else 4, 3, 224, 224, device=device)
-        with torch.inference_mode(), autocast():
-            model(warmup.contiguous(memory_format=torch.channels_last) if channels_last else warmup)
+        model = zoo.architecture(name)
+        options = {"name": name, "head_name": head_name(name), "cache": False, "device": device,
+                   "batch_size": batch_size, "progress": False}
+        features.extract(model, photos.subset(range(min(4, len(photos)))), transform_for(name), **options)  # warm-up
         synchronize(device)
-        seen = 0
         start = time.perf_counter()
-        with torch.inference_mode():
-            for batch in data.loader(photos, transform, batch_size=batch_size):
-                x = batch[0].to(device, non_blocking=True)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    out = model(x)
-                out.float().cpu()
-                seen += len(x)
+        seen = len(features.extract(model, photos, transform_for(name), **options))
         synchronize(device)
         seconds = time.perf_counter() - start
         runs.append({"model": name, "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 2)})
@@ -309,15 +279,15 @@ def time_extraction(photos, device, batch_size: int) -> dict:
 def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class: int) -> dict:
     import torch
 
-    from tlhelpers import data, features, surgery, train, zoo
+    from tlhelpers import data, features, heads, surgery, train, zoo
 
     backbone = zoo.load(zoo.FALLBACK)  # real packaged ImageNet weights: no download needed
     torch.manual_seed(SEED)
 
     # Classic: the frozen backbone runs on freshly decoded photos every epoch.
     model = copy.deepcopy(backbone.model)
-    surgery.replace_head(model, len(train_set.classes), head=backbone.head)
-    surgery.freeze_all_but_head(model, backbone.head)
+    surgery.replace_head(model, len(train_set.classes), head_name=backbone.head_name)
+    surgery.freeze_all_but_head(model, backbone.head_name)
     loader = data.loader(train_set, backbone.transforms, batch_size=batch_size, shuffle=True, seed=SEED)
     synchronize(device)
     start = time.perf_counter()
@@ -334,7 +304,7 @@ def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class:
             fs = features.extract(backbone, train_set, cache_dir=cache_dir, batch_size=batch_size,
                                   device=device, progress=False)
             extracted = time.perf_counter()
-            features.train_linear_head(fs, epochs=epochs, lr=1e-3, batch_size=batch_size, seed=SEED)
+            heads.fit_linear(fs, epochs=epochs, lr=1e-3, batch_size=batch_size, seed=SEED)
             done = time.perf_counter()
             assert fs.from_cache == (attempt == "warm"), "the feature cache did not behave as expected"
             times.append((extracted - start, done - extracted, done - start))
@@ -351,10 +321,11 @@ def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class:
 
 
 def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batches: int) -> dict:
+    """Training throughput of ``train.fit`` (its own AMP and memory-layout choices) for each zoo architecture."""
     import torch
-    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
 
-    from tlhelpers import data, surgery, zoo
+    from tlhelpers import data, surgery, train, zoo
 
     needed = batch_size * (warmup + batches)
     runs = []
@@ -364,30 +335,20 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
         x_all, y_all = torch.cat(x_all), torch.cat(y_all)
         repeat = math.ceil(needed / len(y_all))
         x_all, y_all = x_all.repeat(repeat, 1, 1, 1)[:needed], y_all.repeat(repeat)[:needed]
+        cut = warmup * batch_size
+
+        def loader(begin: int, end: int) -> DataLoader:
+            return DataLoader(TensorDataset(x_all[begin:end], y_all[begin:end]), batch_size=batch_size)
 
         torch.manual_seed(SEED)
         model = zoo.architecture(name)
-        surgery.replace_head(model, 3, head=head_name(name))
-        model.to(device).train()
-        autocast, channels_last = _precision(device, model)
+        surgery.replace_head(model, 3, head_name=head_name(name))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-        loss_fn = nn.CrossEntropyLoss()
-        start = None
-        for step in range(warmup + batches):
-            if step == warmup:
-                synchronize(device)
-                start = time.perf_counter()
-            x = x_all[step * batch_size:(step + 1) * batch_size].to(device, non_blocking=True)
-            y = y_all[step * batch_size:(step + 1) * batch_size].to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        options = {"epochs": 1, "optimizer": optimizer, "device": device, "progress": False}
+        train.fit(model, loader(0, cut), **options)  # warm-up
+        synchronize(device)
+        start = time.perf_counter()
+        train.fit(model, loader(cut, needed), **options)
         synchronize(device)
         seconds = time.perf_counter() - start
         runs.append({"model": name, "seconds": round(seconds, 3),
@@ -534,11 +495,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from tlhelpers import data, train
+    from tlhelpers import data, runtime
 
     if "TLHELPERS_DATA" not in os.environ and (SHARED_DATA / "animals").is_dir():
         os.environ["TLHELPERS_DATA"] = str(SHARED_DATA)
-    device = torch.device(args.device) if args.device else train.pick_device()
+    device = torch.device(args.device) if args.device else runtime.pick_device()
     sizes = QUICK if args.quick else FULL
     kind = "cpu" if device.type == "cpu" else "gpu"
     machine = describe_machine(device)

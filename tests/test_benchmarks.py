@@ -41,7 +41,8 @@ def fabricated(device: str = "cpu", quick: bool = False) -> dict:
         "date": "2026-01-02T03:04:05Z", "command": "benchmarks/run.py", "machine": machine,
         "notebooks": {
             "command": "python -m pytest -q --nbval notebooks/<chapter>.ipynb",
-            "feature_cache": {"where": "the default user cache", "files_before": 5, "files_written": 0, "state": "warm"},
+            "feature_cache": {"where": "the default user cache", "files_before": 5, "files_written": 0,
+                              "state": "warm"},
             "runs": [{"notebook": f"0{i}_chapter", "seconds": 100.0 + i, "passed": True, "summary": "20 passed"}
                      for i in range(1, 5)],
             "complete": not quick, "total_seconds": 410.0,
@@ -52,7 +53,8 @@ def fabricated(device: str = "cpu", quick: bool = False) -> dict:
         "frozen_head": {"model": "efficientnet_lite0", "per_class": 30, "images": 90, "epochs": 15, "batch_size": 32,
                         "size": 224, "classic_seconds": 120.0, "extract_seconds": 8.0, "head_seconds": 0.05,
                         "cached_seconds": 8.05, "warm_cache_seconds": 0.2, "speedup": 14.91, "warm_speedup": 600.0},
-        "finetune": {"size": 112, "batch_size": 16, "warmup_batches": 2, "batches": 8, "size_note": "chapter 3's CPU setting",
+        "finetune": {"size": 112, "batch_size": 16, "warmup_batches": 2, "batches": 8,
+                     "size_note": "chapter 3's CPU setting",
                      "weights": "Random weights.",
                      "runs": [{"model": m, "seconds": 20.0, "images_per_s": 6.4}
                               for m in ("resnet18", "vgg16", "efficientnet_lite0")]},

@@ -53,7 +53,8 @@ def test_config_holds_the_repository():
 
 def test_repository_is_defined_once():
     """No second Sphinx/Jupyter Book configuration could override the address."""
-    others = [p.name for p in (ROOT / "conf.py", ROOT / "book" / "_config.yml", ROOT / "book" / "conf.py") if p.exists()]
+    candidates = (ROOT / "conf.py", ROOT / "book" / "_config.yml", ROOT / "book" / "conf.py")
+    others = [p.name for p in candidates if p.exists()]
     assert not others, f"a second configuration holds book settings: {others}"
 
 

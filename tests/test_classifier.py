@@ -11,7 +11,8 @@ from PIL import Image
 from torch import nn
 
 from tlhelpers import data, zoo
-from tlhelpers.classifier import FORMAT_VERSION, Classifier, ClassifierFileError, evaluating
+from tlhelpers.classifier import FORMAT_VERSION, Classifier, ClassifierFileError
+from tlhelpers.surgery import evaluating
 
 CLASSES = ["cats", "dogs", "panda"]
 
@@ -51,7 +52,7 @@ def rewrite(path, **changes):
 
 
 def test_predict_gives_sorted_probabilities_for_every_class(classifier):
-    results = classifier.predict([noise_picture(0), noise_picture(1)])
+    results = classifier.rank([noise_picture(0), noise_picture(1)])
     assert len(results) == 2
     for ranked in results:
         assert sorted(name for name, _ in ranked) == sorted(CLASSES)
@@ -64,37 +65,37 @@ def test_predict_matches_the_assembled_model(classifier, backbone):
     pictures = [noise_picture(2), noise_picture(3)]
     model = classifier.model()
     assert model is not backbone.model
-    assert model.get_submodule(backbone.head).out_features == 3
-    assert backbone.model.get_submodule(backbone.head).out_features == 1000  # the backbone is untouched
+    assert model.get_submodule(backbone.head_name).out_features == 3
+    assert backbone.model.get_submodule(backbone.head_name).out_features == 1000  # the backbone is untouched
     with torch.no_grad():
         expected = model(torch.stack([backbone.transforms(p) for p in pictures])).softmax(1)
-    for ranked, row in zip(classifier.predict(pictures), expected):
+    for ranked, row in zip(classifier.rank(pictures), expected):
         assert dict(ranked) == pytest.approx({name: row[i].item() for i, name in enumerate(CLASSES)}, abs=1e-6)
 
 
 def test_predict_top_k_paths_and_single_image(classifier, tmp_path):
     path = tmp_path / "photo.png"
     noise_picture(4).save(path)
-    from_path, from_picture = classifier.predict([str(path), noise_picture(4)], k=2)
+    from_path, from_picture = classifier.rank([str(path), noise_picture(4)], k=2)
     assert len(from_path) == 2 and dict(from_path) == pytest.approx(dict(from_picture), abs=1e-6)
-    single = classifier.predict(path, k=10)  # a single path is a list of one; k caps at the classes
+    single = classifier.rank(path, k=10)  # a single path is a list of one; k caps at the classes
     assert len(single) == 1 and len(single[0]) == 3
     with pytest.raises(ValueError, match="at least 1"):
-        classifier.predict(path, k=0)
+        classifier.rank(path, k=0)
 
 
 def test_predict_unreadable_path_raises(classifier, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not a picture")
     with pytest.raises(data.UnreadableImage, match="bad.jpg"):
-        classifier.predict([bad])
+        classifier.rank([bad])
 
 
 def test_predict_restores_training_modes(classifier, backbone):
     backbone.model.train()
     backbone.model.bn1.eval()
     try:
-        classifier.predict([noise_picture(5)])
+        classifier.rank([noise_picture(5)])
         assert backbone.model.training and not backbone.model.bn1.training
     finally:
         backbone.model.eval()
@@ -134,7 +135,7 @@ def test_round_trip_gives_identical_predictions(classifier, tmp_path):
     assert loaded.classes == CLASSES
     assert (loaded.backbone.name, loaded.backbone.requested) == ("efficientnet_lite0", "efficientnet_lite0")
     assert torch.equal(loaded.head.weight, classifier.head.weight)
-    assert loaded.predict(pictures) == classifier.predict(pictures)
+    assert loaded.rank(pictures) == classifier.rank(pictures)
 
 
 def test_file_is_plain_data(classifier, tmp_path):
@@ -151,7 +152,7 @@ def test_file_is_plain_data(classifier, tmp_path):
 def test_fallback_file_names_the_model_that_ran(backbone, tmp_path):
     stand_in = zoo.Backbone(name=backbone.name, requested="resnet18", model=backbone.model,
                             transforms=backbone.transforms, categories=backbone.categories,
-                            source="fallback", head=backbone.head)
+                            source="fallback", head_name=backbone.head_name)
     path = Classifier(stand_in, random_head(), CLASSES).save(tmp_path / "fallback.pt")
     payload = torch.load(path, weights_only=True)
     assert (payload["backbone"], payload["requested"]) == ("efficientnet_lite0", "resnet18")

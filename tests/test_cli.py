@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tlhelpers import cli
 from test_data import BAD_MAKERS, make_dataset
+
+from tlhelpers import cli
 
 
 def test_check_data_good_folder(tmp_path, capsys):

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from test_classifier import CLASSES, noise_picture, random_head
+from test_data import BAD_MAKERS
 
 from tlhelpers import cli, zoo
 from tlhelpers.classifier import Classifier
-from test_classifier import CLASSES, noise_picture, random_head
-from test_data import BAD_MAKERS
 
 LINE = re.compile(r"^(?P<path>.+): (?P<best>\w+) \((?P<p>[\d.]+)%\)(; (?P<others>.*))?$")
 

@@ -45,7 +45,7 @@ def test_fit_uses_amp_and_channels_last_on_cuda_by_default():
     assert next(model.parameters()).device.type == "cuda"
     assert seen == {"channels_last": True, "dtype": torch.float16}
     assert next(model.parameters()).dtype == torch.float32  # the weights stay float32 (gradient scaling)
-    assert history.last["val_acc"] >= 0.9
+    assert history[-1]["val_acc"] >= 0.9
     assert np.isfinite(history.column("train_loss")).all()
 
 
@@ -84,10 +84,10 @@ def test_classifier_predicts_on_cuda_like_on_the_cpu(photos):
     backbone = zoo.load("efficientnet_lite0")
     torch.manual_seed(0)
     head = nn.Linear(1280, 2)
-    on_cpu = Classifier(backbone, head, ["cats", "dogs"]).predict(photos.files)
+    on_cpu = Classifier(backbone, head, ["cats", "dogs"]).rank(photos.files)
     gpu_backbone = copy.copy(backbone)
     gpu_backbone.model = copy.deepcopy(backbone.model).cuda().to(memory_format=torch.channels_last)
-    on_gpu = Classifier(gpu_backbone, head, ["cats", "dogs"]).predict(photos.files)
+    on_gpu = Classifier(gpu_backbone, head, ["cats", "dogs"]).rank(photos.files)
     for a, b in zip(on_cpu, on_gpu):
         assert [name for name, _ in a] == [name for name, _ in b]
         assert np.allclose([p for _, p in a], [p for _, p in b], atol=1e-3)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tlhelpers import data
+from tlhelpers import data, runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,7 +255,8 @@ def synthetic_set(sizes=(40, 20, 30)) -> data.ImageSet:
     for label, size in enumerate(sizes):
         files += [Path(f"c{label}/{i:03d}.jpg") for i in range(size)]
         labels += [label] * size
-    return data.ImageSet(root=Path("synthetic"), files=files, labels=labels, classes=[f"c{i}" for i in range(len(sizes))])
+    classes = [f"c{i}" for i in range(len(sizes))]
+    return data.ImageSet(root=Path("synthetic"), files=files, labels=labels, classes=classes)
 
 
 def test_split_stratified_disjoint_covering_deterministic():
@@ -338,7 +339,10 @@ def test_loader_completes_an_epoch_over_bad_files(set_with_bad_files):
 
 def test_loader_shuffle_is_reproducible(tmp_path):
     images = data.scan(make_dataset(tmp_path / "set", {"cats": 4, "dogs": 4}))
-    order = lambda: [batch[1].tolist() for batch in data.loader(images, to_tensor, batch_size=2, shuffle=True, seed=5)]
+
+    def order():
+        return [batch[1].tolist() for batch in data.loader(images, to_tensor, batch_size=2, shuffle=True, seed=5)]
+
     assert order() == order()
     assert sorted(sum(order(), [])) == [0] * 4 + [1] * 4
 
@@ -353,7 +357,7 @@ def isolated_places(tmp_path, monkeypatch) -> Path:
     """No TLHELPERS_DATA, offline, and a user cache dir under tmp_path."""
     cache_root = tmp_path / "user-cache"
     monkeypatch.delenv(data.DATA_ENV, raising=False)
-    monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    monkeypatch.setenv(runtime.OFFLINE_ENV, "1")
     monkeypatch.setattr(data.platformdirs, "user_cache_dir", lambda appname: str(cache_root / appname))
     return cache_root / "tlhelpers"
 
@@ -407,7 +411,7 @@ def test_locate_nothing_found_names_every_place(tmp_path, isolated_places, monke
                  ("path argument", data.DATA_ENV, str(isolated_places / "animals"), "kagglehub")]
     assert positions == sorted(positions)
     assert str(empty_env / "animals") in message and "no class subfolder with images" in message
-    assert f"{data.OFFLINE_ENV}=1" in message
+    assert f"{runtime.OFFLINE_ENV}=1" in message
 
 
 def test_locate_unset_env_is_named(isolated_places):
@@ -503,12 +507,12 @@ def test_locate_downloads_with_kagglehub_and_links_into_cache(tmp_path, isolated
     fake = types.ModuleType("kagglehub")
     fake.dataset_download = dataset_download
     monkeypatch.setitem(sys.modules, "kagglehub", fake)
-    monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    monkeypatch.setenv(runtime.OFFLINE_ENV, "1")
     with pytest.raises(data.DataNotFound, match="not tried"):
         data.locate()
     assert calls == []
 
-    monkeypatch.delenv(data.OFFLINE_ENV)
+    monkeypatch.delenv(runtime.OFFLINE_ENV)
     found = data.locate()
     # The clean inner copy: the outer animals/ would make scan() see a fourth class "animals".
     assert found == (download / "animals" / "animals").resolve()

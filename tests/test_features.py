@@ -9,7 +9,7 @@ from torch import nn
 from torchvision import models, transforms
 
 from tlhelpers import features, zoo
-from tlhelpers.features import FeatureCacheWarning, FeatureSet
+from tlhelpers.features import FeatureCacheWarning
 
 
 class Calls(list):
@@ -189,64 +189,51 @@ def test_select_takes_the_rows_of_a_subset(images, cache):
     assert torch.equal(part.features, fs.features[[6, 1]]) and part.labels.tolist() == [1, 0]
 
 
-def test_feature_extractor_dimensions_of_the_book_models():
+def test_pooled_features_of_the_book_models():
     x = torch.randn(1, 3, 32, 32)
     for model, dim in ((models.resnet18(weights=None), 512), (zoo.architecture("efficientnet_lite0"), 1280)):
         with torch.no_grad():
-            assert features.feature_extractor(model)(x).shape == (1, dim)
+            assert features.pooled_features(model.eval(), x).shape == (1, dim)
     with torch.device("meta"):
         vgg = models.vgg16(weights=None)
-    extractor = features.feature_extractor(vgg)
-    assert isinstance(extractor.classifier[6], nn.Identity) and isinstance(vgg.classifier[6], nn.Linear)
-    assert extractor(torch.empty(1, 3, 32, 32, device="meta")).shape == (1, 4096)
+    assert features.pooled_features(vgg, torch.empty(1, 3, 32, 32, device="meta")).shape == (1, 4096)
+    assert isinstance(vgg.classifier[6], nn.Linear)  # the model itself is not changed
 
 
-def separable(n_per_class: int = 30, dim: int = 16, seed: int = 0) -> FeatureSet:
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.randn(3, dim, generator=generator) * 3
-    labels = torch.arange(3).repeat_interleave(n_per_class)
-    x = centres[labels] + torch.randn(len(labels), dim, generator=generator)
-    return FeatureSet(x, labels, [f"{i}.png" for i in range(len(labels))], ["a", "b", "c"])
+def test_a_cache_hit_copies_nothing_and_leaves_the_model_as_it_was(images, cache, monkeypatch):
+    import copy
+
+    model = CountingNet().train()
+    features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    assert model.training and isinstance(model.fc, nn.Linear)
+    monkeypatch.setattr(copy, "deepcopy", lambda *args, **kwargs: pytest.fail("the model was copied"))
+    assert features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False).from_cache
 
 
-def test_train_linear_head_separates_and_repeats():
-    train_set, val_set = separable(seed=0), separable(seed=0).subset(list(range(0, 90, 3)))
-    head, history = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=1, val=val_set)
-    assert isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (16, 3)
-    assert features.accuracy(head, train_set) >= 0.95
-    assert history.last["val_acc"] >= 0.95 and len(history) == 15
-    preds, probs = features.predict(head, val_set)
-    assert preds.shape == (30,) and torch.allclose(probs.sum(1), torch.ones(30))
+def test_cache_key_includes_library_versions_and_antialias(images, monkeypatch):
+    model_key = ("toy", "0" * 64)
+    plain = features.cache_key(*model_key, transforms.Resize(8), images)
+    assert features.cache_key(*model_key, transforms.Resize(8, antialias=False), images) != plain
+    real_version = features.importlib.metadata.version
+    monkeypatch.setattr(features.importlib.metadata, "version",
+                        lambda name: "0.0" if name == "pillow" else real_version(name))
+    assert features.cache_key(*model_key, transforms.Resize(8), images) != plain
 
+
+def test_clear_cache_deletes_only_the_cache_files(images, cache):
+    fs = features.extract(CountingNet(), images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    mine = cache / "my_model.pt"
+    torch.save({"weights": 1}, mine)
+    (cache / "notes.txt").write_text("keep me")
+    (cache / f".{fs.cache_file.name}.abc123.tmp").write_bytes(b"half a file")
+    assert features.clear_cache(cache) == 2
+    assert sorted(path.name for path in cache.iterdir()) == ["my_model.pt", "notes.txt"]
+    assert features.clear_cache(cache / "missing") == 0
+
+
+def test_extraction_leaves_the_global_random_stream_alone(images, cache):
+    model = CountingNet()  # seeds the global stream itself
+    torch.rand(1)
     state = torch.get_rng_state()
-    again, history_again = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=1, val=val_set)
-    assert torch.equal(torch.get_rng_state(), state)  # the global random stream is untouched
-    assert torch.equal(head.weight, again.weight)
-    assert history.column("train_loss") == history_again.column("train_loss")
-    other, _ = features.train_linear_head(train_set, epochs=15, lr=0.05, seed=2)
-    assert not torch.equal(head.weight, other.weight)
-    sgd, _ = features.train_linear_head(train_set, epochs=15, lr=0.05, optimizer="sgd")
-    assert features.accuracy(sgd, train_set) >= 0.95
-
-
-def test_imprint_head_is_the_nearest_class_mean_rule():
-    torch.manual_seed(0)
-    centers = torch.randn(3, 16) * 3
-    labels = torch.arange(3).repeat_interleave(10)
-    x = centers[labels] + torch.randn(30, 16)
-    fs = features.FeatureSet(features=x, labels=labels, files=[f"{i}.png" for i in range(30)],
-                             classes=["a", "b", "c"])
-    head = features.imprint_head(fs)
-    mean = x.mean(0)
-    unit = torch.nn.functional.normalize(x - mean, dim=1)
-    prototypes = torch.nn.functional.normalize(torch.stack([unit[labels == k].mean(0) for k in range(3)]), dim=1)
-    cosine_rule = (unit @ prototypes.T).argmax(1)
-    assert torch.equal(head(x).argmax(1), cosine_rule)
-    assert features.accuracy(head, fs) == 1.0
-
-
-def test_imprint_head_needs_every_class():
-    fs = features.FeatureSet(features=torch.randn(4, 8), labels=torch.tensor([0, 0, 1, 1]),
-                             files=["a", "b", "c", "d"], classes=["a", "b", "c"])
-    with pytest.raises(ValueError, match="no training features for class"):
-        features.imprint_head(fs)
+    features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
+    assert torch.equal(torch.get_rng_state(), state), "a cold cache would change later random numbers"

@@ -17,7 +17,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from tlhelpers import checks, data, zoo
+from tlhelpers import checks, data, runtime, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,8 @@ rp = _load_runner()
 def real_path_env(tmp_path, monkeypatch):
     """This process as the kernels see it: TORCH_HOME in tmp_path, offline, fallback not forced."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
-    monkeypatch.delenv(zoo.FORCE_FALLBACK_ENV, raising=False)
+    monkeypatch.setenv(runtime.OFFLINE_ENV, "1")
+    monkeypatch.delenv(runtime.FORCE_FALLBACK_ENV, raising=False)
     return tmp_path / "torch"
 
 
@@ -128,7 +128,7 @@ def test_kernel_env_drops_the_pinned_fallback_and_points_into_scratch(tmp_path):
     base = {"PATH": "/usr/bin", "TLHELPERS_FORCE_FALLBACK": "1", "TLHELPERS_STRICT_CHECKS": "1",
             "TLHELPERS_DATA": "/elsewhere", "TLHELPERS_CACHE": "/home/me/.cache", "TORCH_HOME": "/home/me/torch"}
     env = rp.kernel_env(tmp_path, base)
-    assert "TLHELPERS_FORCE_FALLBACK" not in env and checks.STRICT_ENV not in env
+    assert "TLHELPERS_FORCE_FALLBACK" not in env and runtime.STRICT_ENV not in env
     assert env["TLHELPERS_OFFLINE"] == "1" and env["PATH"] == "/usr/bin"
     for key in ("TORCH_HOME", "TLHELPERS_DATA", "TLHELPERS_CACHE", "TMPDIR"):
         assert Path(env[key]).parent == tmp_path, key
@@ -150,8 +150,9 @@ def test_notes_and_the_torchvision_check():
     good = new_notebook(cells=[
         new_markdown_cell("# A chapter"),
         _cell("print(backbone.source)", "torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k), from the cache\n"),
-        _cell("checks.expect(...)", f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%).\n"
-                                    "an ordinary line\n"),
+        _cell("checks.expect(...)",
+              f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%).\n"
+              "an ordinary line\n"),
     ])
     failures, notes = rp.check_executed(good, completed=True)
     assert failures == []
@@ -221,7 +222,8 @@ def test_a_cell_that_raises_fails_the_run_and_is_named(tmp_path):
         new_code_cell("FULL_BUDGET = False\nQUICK_RUN = False", metadata={"tags": ["parameters"]}),
         new_code_cell("import os\n"
                       "print('knobs', FULL_BUDGET, QUICK_RUN)\n"
-                      "print('env', os.environ.get('TLHELPERS_FORCE_FALLBACK'), os.environ.get('TLHELPERS_STRICT_CHECKS'),"
+                      "print('env', os.environ.get('TLHELPERS_FORCE_FALLBACK'),"
+                      " os.environ.get('TLHELPERS_STRICT_CHECKS'),"
                       " os.environ['TLHELPERS_OFFLINE'])\n"
                       f"print({checks.NOTE_PREFIX!r}, 'something else happened')"),
         new_code_cell("raise ValueError('Cannot draw 30 images per class')"),

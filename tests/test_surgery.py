@@ -48,16 +48,16 @@ HEADS = [
 @pytest.mark.parametrize("label, build, head, in_features", HEADS, ids=[h[0] for h in HEADS])
 def test_replace_head_puts_a_fresh_linear_where_the_head_was(label, build, head, in_features):
     model = build()
-    assert surgery.find_head(model) == head
+    assert surgery.find_head_name(model) == head
     new = surgery.replace_head(model, 3)
     assert model.get_submodule(head) is new
     assert (new.in_features, new.out_features) == (in_features, 3)
-    assert surgery.find_head(model) == head
+    assert surgery.find_head_name(model) == head
 
 
-def test_zoo_heads_match_find_head():
-    for name, spec in zoo.TORCHVISION_MODELS.items():
-        assert surgery.find_head(on_meta(lambda: zoo.architecture(name))()) == spec.head
+def test_zoo_heads_match_find_head_name():
+    for name, (_, head_name) in zoo.TORCHVISION_MODELS.items():
+        assert surgery.find_head_name(on_meta(lambda: zoo.architecture(name))()) == head_name
 
 
 def test_replaced_heads_give_new_number_of_scores():
@@ -72,7 +72,7 @@ def test_replaced_heads_give_new_number_of_scores():
 
 def test_replace_head_rejects_a_non_linear_layer():
     with pytest.raises(TypeError, match="not an nn.Linear"):
-        surgery.replace_head(ToyNet(), 2, head="conv1")
+        surgery.replace_head(ToyNet(), 2, head_name="conv1")
 
 
 def test_freeze_all_but_head_leaves_exactly_the_head_trainable():

@@ -1,9 +1,12 @@
+import random
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tlhelpers import surgery, train
+from tlhelpers import runtime, surgery, train
 from tlhelpers.train import HISTORY_FIELDS, History
 
 
@@ -32,50 +35,66 @@ def restore_determinism():
     torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
-def test_pick_device_is_a_device():
-    assert train.pick_device().type in ("cuda", "mps", "cpu")
+def test_pick_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.pick_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert runtime.pick_device().type == "mps"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert runtime.pick_device().type == "cpu"
 
 
-def test_seed_everything_repeats_random_numbers():
-    train.seed_everything(3)
-    first = torch.rand(3)
-    train.seed_everything(3)
-    assert torch.equal(first, torch.rand(3))
-    assert torch.are_deterministic_algorithms_enabled()
+def test_seeded_repeats_random_numbers_and_restores_everything():
+    torch.use_deterministic_algorithms(False)
+    torch.manual_seed(123)
+    expected = torch.rand(2)
+    torch.manual_seed(123)
+    with runtime.seeded(3):
+        first = (torch.rand(3), random.random(), np.random.rand())
+        assert torch.are_deterministic_algorithms_enabled()
+    with runtime.seeded(3):
+        again = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(again[0], first[0]) and again[1:] == first[1:]
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(torch.rand(2), expected), "the global stream goes on as if unseeded"
+
+
+def test_flags_have_one_meaning(monkeypatch):
+    for value, on in (("1", True), ("yes", True), ("ON", True), ("0", False), ("", False), ("false", False)):
+        monkeypatch.setenv(runtime.OFFLINE_ENV, value)
+        assert runtime.flag(runtime.OFFLINE_ENV) is on
+    monkeypatch.setenv(runtime.OFFLINE_ENV, "maybe")
+    with pytest.raises(ValueError, match="TLHELPERS_OFFLINE"):
+        runtime.offline()
 
 
 def test_fit_runs_and_records_every_field():
-    train.seed_everything(0)
+    torch.manual_seed(0)
     model = toy_cnn()
     train_loader, val_loader = toy_loaders()
     history = train.fit(model, train_loader, val_loader, epochs=2, lr=0.05, device="cpu", progress=False)
     assert isinstance(history, History) and len(history) == 2
     assert [row["epoch"] for row in history] == [1, 2]
-    for row in history.to_rows():
+    for row in history:
         assert tuple(row) == HISTORY_FIELDS
         assert 0 <= row["train_acc"] <= 1 and 0 <= row["val_acc"] <= 1 and row["train_loss"] > 0
     assert history.column("lr") == [0.05, 0.05]
-    assert history.best()["val_acc"] == max(history.column("val_acc"))
-    assert history.best("val_loss")["val_loss"] == min(history.column("val_loss"))
     assert not model.training
 
 
 def test_fit_learns_the_toy_problem_and_evaluate_agrees():
-    train.seed_everything(0)
+    torch.manual_seed(0)
     model = toy_cnn()
     train_loader, val_loader = toy_loaders()
     history = train.fit(model, train_loader, val_loader, epochs=8, lr=0.05, device="cpu", progress=False)
     scores = train.evaluate(model, val_loader)
     assert scores["n"] == 32 and scores["acc"] >= 0.9
-    assert scores["acc"] == pytest.approx(history.last["val_acc"])
-    preds, probs, labels = train.predict(model, val_loader)
-    assert preds.shape == labels.shape == (32,) and probs.shape == (32, 2)
-    assert torch.allclose(probs.sum(1), torch.ones(32))
-    assert (preds == labels).float().mean().item() == pytest.approx(scores["acc"])
+    assert scores["acc"] == pytest.approx(history[-1]["val_acc"])
 
 
 def test_frozen_batchnorm_statistics_do_not_move_during_fit():
-    train.seed_everything(0)
+    torch.manual_seed(0)
     model = toy_cnn()
     surgery.freeze_all_but_head(model)
     stats = {name: (m.running_mean.clone(), m.running_var.clone())
@@ -94,7 +113,7 @@ def test_frozen_batchnorm_statistics_do_not_move_during_fit():
 
 
 def test_fit_skips_none_batches_and_steps_the_scheduler():
-    train.seed_everything(0)
+    torch.manual_seed(0)
     model = toy_cnn()
     batches = [None] + list(toy_loaders()[0]) + [None]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -110,14 +129,3 @@ def test_fit_refuses_a_fully_frozen_model():
     surgery.freeze(model)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train.fit(model, toy_loaders()[0], epochs=1, device="cpu", progress=False)
-
-
-def test_history_best_prefers_the_earliest_tie():
-    history = History([{"epoch": 1, "val_acc": 0.5, "val_loss": 1.0},
-                       {"epoch": 2, "val_acc": 0.9, "val_loss": 0.5},
-                       {"epoch": 3, "val_acc": 0.9, "val_loss": 0.5}])
-    assert history.best()["epoch"] == 2
-    assert history.best("val_loss")["epoch"] == 2
-    assert history.best("val_acc", mode="min")["epoch"] == 1
-    with pytest.raises(ValueError):
-        History([{"epoch": 1, "val_acc": None}]).best()

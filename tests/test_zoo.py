@@ -6,15 +6,15 @@ import torchvision
 from PIL import Image
 from skimage import data as skdata
 
-from tlhelpers import zoo
+from tlhelpers import runtime, zoo
 
 
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch):
     """An empty torch hub cache, no download, no forced fallback."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setenv(zoo.OFFLINE_ENV, "1")
-    monkeypatch.delenv(zoo.FORCE_FALLBACK_ENV, raising=False)
+    monkeypatch.setenv(runtime.OFFLINE_ENV, "1")
+    monkeypatch.delenv(runtime.FORCE_FALLBACK_ENV, raising=False)
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     return tmp_path
 
@@ -43,15 +43,24 @@ def test_torchvision_path_loads_the_cached_checkpoint(torch_home):
     assert not backbone.model.training
     assert torch.equal(backbone.model.fc.weight, state_dict["fc.weight"])
     assert str(path) in backbone.source and "ResNet18_Weights.IMAGENET1K_V1" in backbone.source
-    assert len(backbone.categories) == 1000 and backbone.head == "fc"
+    assert len(backbone.categories) == 1000 and backbone.head_name == "fc"
     assert backbone.transforms.crop_size == [224]
 
 
-def test_vgg16_head_is_classifier_6(torch_home):
-    _put_checkpoint("vgg16")
-    backbone = zoo.load("vgg16")
-    assert backbone.head == "classifier.6"
-    assert backbone.model.get_submodule(backbone.head).out_features == 1000
+def test_vgg16_head_name_on_the_meta_device():
+    with torch.device("meta"):
+        vgg = zoo.architecture("vgg16")  # no 528 MB of weights are allocated
+    head_name = zoo.TORCHVISION_MODELS["vgg16"][1]
+    assert head_name == "classifier.6" and vgg.get_submodule(head_name).out_features == 1000
+
+
+def test_fallback_preprocessing_follows_timms_configuration():
+    transforms = zoo.fallback_transforms()
+    assert (transforms.crop_size, transforms.resize_size) == ([224], [256])  # crop_pct 0.875
+    assert transforms.mean == [0.5] * 3 and transforms.std == [0.5] * 3
+    assert transforms.interpolation == torchvision.transforms.InterpolationMode.BILINEAR
+    smaller = zoo.at_size(transforms, 112)
+    assert (smaller.crop_size, smaller.resize_size, smaller.mean) == ([112], [128], transforms.mean)
 
 
 def test_missing_weights_error_names_file_folder_and_fallback(torch_home):
@@ -64,7 +73,7 @@ def test_missing_weights_error_names_file_folder_and_fallback(torch_home):
 
 
 def test_failed_download_is_reported_not_raised_raw(torch_home, monkeypatch):
-    monkeypatch.delenv(zoo.OFFLINE_ENV)
+    monkeypatch.delenv(runtime.OFFLINE_ENV)
 
     def no_network(*args, **kwargs):
         raise OSError("no route to host")
@@ -80,17 +89,17 @@ def test_fallback_stands_in_and_says_so(torch_home):
     assert backbone.is_fallback
     assert "EfficientNet-Lite0" in backbone.source and "ResNet-18" in backbone.source
     assert "stands in for" in backbone.source
-    assert backbone.weights is torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    assert backbone.head == "classifier"
+    assert backbone.weights is None  # no torchvision weights entry describes the model that runs
+    assert backbone.head_name == "classifier"
 
 
 def test_forced_fallback_wins_even_with_a_cached_checkpoint(torch_home, monkeypatch):
     _put_checkpoint("resnet18")
-    monkeypatch.setenv(zoo.FORCE_FALLBACK_ENV, "1")
+    monkeypatch.setenv(runtime.FORCE_FALLBACK_ENV, "1")
     backbone = zoo.load("resnet18")
     assert backbone.name == "efficientnet_lite0"
-    assert zoo.FORCE_FALLBACK_ENV in backbone.source and "ResNet-18" in backbone.source
-    monkeypatch.setenv(zoo.FORCE_FALLBACK_ENV, "0")
+    assert runtime.FORCE_FALLBACK_ENV in backbone.source and "ResNet-18" in backbone.source
+    monkeypatch.setenv(runtime.FORCE_FALLBACK_ENV, "0")
     assert zoo.load("resnet18").name == "resnet18"
 
 
@@ -157,8 +166,8 @@ def test_weights_reachable(torch_home, monkeypatch):
     assert not zoo.weights_reachable("resnet18")  # offline, nothing cached
     _put_checkpoint("resnet18")
     assert zoo.weights_reachable("resnet18")
-    monkeypatch.setenv(zoo.FORCE_FALLBACK_ENV, "1")
+    monkeypatch.setenv(runtime.FORCE_FALLBACK_ENV, "1")
     assert not zoo.weights_reachable("resnet18")
-    monkeypatch.delenv(zoo.FORCE_FALLBACK_ENV)
-    monkeypatch.delenv(zoo.OFFLINE_ENV)
+    monkeypatch.delenv(runtime.FORCE_FALLBACK_ENV)
+    monkeypatch.delenv(runtime.OFFLINE_ENV)
     assert zoo.weights_reachable("vgg16")  # a download may be tried

@@ -368,7 +368,8 @@ def papermill_child(argv: list[str]) -> int:
 
     source, output, budget, cwd, timeout = argv
     try:
-        papermill.execute_notebook(source, output, parameters=BUDGETS[budget], kernel_name="python3", language="python", cwd=cwd,
+        papermill.execute_notebook(source, output, parameters=BUDGETS[budget], kernel_name="python3",
+                                   language="python", cwd=cwd,
                                    progress_bar=False, execution_timeout=int(timeout), start_timeout=120,
                                    kernel_manager_class=patient_kernel_manager())
     except PapermillExecutionError:

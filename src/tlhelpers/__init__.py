@@ -2,6 +2,34 @@
 
 One module per concept; import what a chapter needs explicitly, e.g.
 ``from tlhelpers import zoo, data``.  Importing the package does nothing else.
+
+======================  ==================================================
+``zoo``                 pretrained backbones by name, with an offline fallback
+``data``                finding, checking and loading the photos
+``surgery``             the head, freezing, train/eval modes, parameter counts
+``features``            backbone features computed once and cached
+``heads``               linear heads on stored features
+``train``               the one training loop and evaluation
+``classifier``          a backbone plus a trained head, saved in one file
+``explain``             class activation maps
+``plots``, ``widgets``  figures, tables and interactive explorers
+``checks``              the book's claims, checked where they are made
+``runtime``             environment switches, device, seeded runs
+``files``               atomic saving and paths as notebooks show them
+======================  ==================================================
+
+Conventions
+-----------
+* ``fit``/``fit_linear`` train and return a :class:`~tlhelpers.train.History`;
+  ``predict`` returns ``(predicted labels, probabilities)``; ``evaluate``
+  returns ``{"loss", "acc", "n"}`` with ``acc`` in [0, 1].
+* Training and validation data are passed as ``train_…``/``val_…`` arguments
+  (``train_loader``, ``train_features``), never as a bare ``train`` that
+  would hide the :mod:`tlhelpers.train` module.
+* ``head`` is always a layer (an ``nn.Linear``); ``head_name`` is its dotted
+  module name (``"fc"``, ``"classifier.6"``).
+* Each function's docstring names the chapters that call it, e.g.
+  ``(chapters 2–4)``; a test derives that from the notebooks.
 """
 
 __version__ = "0.2.0"

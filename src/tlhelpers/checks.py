@@ -15,9 +15,8 @@ where the chapter runs:
 
 from __future__ import annotations
 
-import os
+from tlhelpers import runtime
 
-STRICT_ENV = "TLHELPERS_STRICT_CHECKS"
 NOTE_PREFIX = "Not as in the book:"
 
 
@@ -27,11 +26,11 @@ class ClaimNotMet(AssertionError):
 
 def strict() -> bool:
     """True when a claim that does not hold must fail the run (the regression suite)."""
-    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return runtime.flag(runtime.STRICT_ENV)
 
 
 def expect(holds, claim: str, book: str, seen: str) -> None:
-    """Check one claim of the text (all chapters).
+    """Check one claim of the text (chapters 1–4).
 
     ``claim`` says what the text states, ``book`` what the book's own run
     measured, ``seen`` what this run measured, e.g.::

@@ -2,8 +2,8 @@
 
 Chapter 4 ("The cats/dogs/pandas experiment") trains a linear head on the
 pooled features of a frozen pretrained backbone
-(:func:`tlhelpers.features.train_linear_head`).  :class:`Classifier` puts the
-two together, predicts on photos, and saves the result.
+(:func:`tlhelpers.heads.fit_linear`).  :class:`Classifier` puts the two
+together, ranks the classes of photos, and saves the result.
 
 The file
 --------
@@ -21,20 +21,18 @@ tensors (no pickled modules), readable with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from tlhelpers import data, features, surgery, zoo
+from tlhelpers import data, features, files, runtime, surgery, zoo
 
 FORMAT = "tlhelpers.classifier"
 FORMAT_VERSION = 1
@@ -44,25 +42,8 @@ class ClassifierFileError(RuntimeError):
     """A classifier file is missing, unreadable, of another format or does not fit its backbone."""
 
 
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule of ``model`` in eval mode for the ``with`` block, then each back in its own mode.
-
-    Used for inference here and by :mod:`tlhelpers.explain` (chapter 4).
-    ``model.train(previous)`` would not do: it would also wake frozen BatchNorm
-    layers that :func:`tlhelpers.surgery.train_mode` keeps in eval mode.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
 def preprocessing(transforms) -> dict:
-    """The parameters of a torchvision ``ImageClassification`` preset as plain data (chapter 4)."""
+    """The parameters of a torchvision ``ImageClassification`` preset as plain data (chapter 4, indirectly)."""
     try:
         return {
             "crop_size": [int(v) for v in transforms.crop_size],
@@ -88,19 +69,19 @@ def _same_preprocessing(a: dict, b: dict) -> bool:
 
 def _picture(item) -> Image.Image:
     if isinstance(item, Image.Image):
-        return item if item.mode == "RGB" else data._to_rgb(item)
+        return item if item.mode == "RGB" else data.to_rgb(item)
     return data.load_rgb(item)
 
 
 @dataclass(eq=False)
 class Classifier:
-    """A pretrained zoo backbone with a linear head trained on its pooled features (chapter 4).
+    """A pretrained zoo backbone with a linear head trained on its pooled features (chapters 2 and 4).
 
     ``backbone`` is the :class:`tlhelpers.zoo.Backbone` whose features the head
     was trained on (``backbone.name`` is the model that ran, ``requested`` the
     one asked for); ``head`` is an ``nn.Linear(features, len(classes))`` as
-    returned by :func:`tlhelpers.features.train_linear_head`; ``classes`` are the
-    class names in label order.
+    returned by :func:`tlhelpers.heads.fit_linear`; ``classes`` are the class
+    names in label order.
     """
 
     backbone: zoo.Backbone
@@ -115,7 +96,7 @@ class Classifier:
             raise ValueError(f"class names must be unique: {self.classes}")
         if self.head.out_features != len(self.classes):
             raise ValueError(f"the head has {self.head.out_features} outputs for {len(self.classes)} classes")
-        features = self.backbone.model.get_submodule(self.backbone.head).in_features
+        features = self.backbone.model.get_submodule(self.backbone.head_name).in_features
         if self.head.in_features != features:
             raise ValueError(
                 f"the head takes {self.head.in_features} features, but {self.backbone.label} "
@@ -126,17 +107,17 @@ class Classifier:
         return f"Classifier({self.backbone.label}, classes={self.classes})"
 
     def model(self) -> nn.Module:
-        """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode (chapter 4).
+        """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode (chapters 2 and 4).
 
         The result is an ordinary ``nn.Module`` that maps normalised image
         batches to class logits; changing it changes nothing here.
         """
         model = copy.deepcopy(self.backbone.model)
-        new_head = surgery.replace_head(model, len(self.classes), self.backbone.head)
+        new_head = surgery.replace_head(model, len(self.classes), self.backbone.head_name)
         new_head.load_state_dict(self.head.state_dict())
         return model.eval()
 
-    def predict(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    def rank(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k`` (chapter 4).
 
         ``images`` are file paths (read with :func:`tlhelpers.data.load_rgb`,
@@ -163,10 +144,10 @@ class Classifier:
             x = inputs[0]
             return F.linear(x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
 
-        hook = model.get_submodule(self.backbone.head).register_forward_hook(use_our_head)
+        hook = model.get_submodule(self.backbone.head_name).register_forward_hook(use_our_head)
         results = []
         try:
-            with evaluating(model), torch.inference_mode():
+            with surgery.evaluating(model), torch.inference_mode():
                 for start in range(0, len(images), batch_size):
                     pictures = [_picture(item) for item in images[start:start + batch_size]]
                     batch = torch.stack([self.backbone.transforms(picture) for picture in pictures])
@@ -186,7 +167,6 @@ class Classifier:
         rebuilt on loading).
         """
         from tlhelpers import __version__
-        from tlhelpers.features import _save_atomically
 
         if self.backbone.name not in zoo.NAMES:
             raise TypeError(f"{self.backbone.name!r} is not a tlhelpers.zoo model, so it could not be loaded again")
@@ -195,15 +175,13 @@ class Classifier:
             "format_version": FORMAT_VERSION,
             "backbone": self.backbone.name,
             "requested": self.backbone.requested,
-            "backbone_sha256": features.model_fingerprint(self.backbone.model, skip=self.backbone.head),
+            "backbone_sha256": features.model_fingerprint(self.backbone.model, skip=self.backbone.head_name),
             "head": {name: tensor.detach().cpu().clone() for name, tensor in self.head.state_dict().items()},
             "classes": list(self.classes),
             "preprocessing": preprocessing(self.backbone.transforms),
             "tlhelpers_version": __version__,
         }
-        path = Path(path)
-        _save_atomically(payload, path)
-        return path
+        return files.save_atomically(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Classifier:
@@ -228,7 +206,7 @@ class Classifier:
         if backbone.name != name:
             raise zoo.WeightsUnavailable(
                 f"{path} holds a head trained on {zoo.title(name)} features, but here {backbone.source} "
-                f"A head fits only the backbone it was trained on; unset {zoo.FORCE_FALLBACK_ENV} "
+                f"A head fits only the backbone it was trained on; unset {runtime.FORCE_FALLBACK_ENV} "
                 f"or make the {zoo.title(name)} weights available."
             )
         here = preprocessing(backbone.transforms)
@@ -237,7 +215,7 @@ class Classifier:
                 f"{path} was saved with the preprocessing {payload['preprocessing']}, but "
                 f"{zoo.title(name)} here uses {here}; its predictions would be wrong."
             )
-        if features.model_fingerprint(backbone.model, skip=backbone.head) != payload["backbone_sha256"]:
+        if features.model_fingerprint(backbone.model, skip=backbone.head_name) != payload["backbone_sha256"]:
             raise ClassifierFileError(
                 f"The {zoo.title(name)} weights here are not those the head in {path} was trained on "
                 "(was the backbone fine-tuned or converted before saving? The file keeps only the head)."

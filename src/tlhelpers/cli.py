@@ -111,7 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
             except data.UnreadableImage as error:
                 pictures.append(error)
         readable = [picture for picture in pictures if not isinstance(picture, data.UnreadableImage)]
-        ranked = iter(classifier.predict(readable, k=args.top) if readable else [])
+        ranked = iter(classifier.rank(readable, k=args.top) if readable else [])
         for path, picture in zip(chunk, pictures):
             if isinstance(picture, data.UnreadableImage):
                 failed += 1

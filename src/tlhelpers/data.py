@@ -34,8 +34,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
+from tlhelpers import files, runtime, tables
+
 DATA_ENV = "TLHELPERS_DATA"
-OFFLINE_ENV = "TLHELPERS_OFFLINE"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 KAGGLE_DATASETS = {"animals": "ashishsaxena2209/animal-image-datasetdog-cat-and-panda"}
@@ -123,10 +124,6 @@ def _why_not_dataset(folder: Path) -> str | None:
     return None
 
 
-def _offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _best_dataset_folder(top: Path, max_depth: int = 4) -> Path | None:
     """The folder under ``top`` with the most class subfolders holding images.
 
@@ -158,8 +155,8 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
     handle = KAGGLE_DATASETS.get(name)
     if handle is None:
         return None, f"download with kagglehub: not tried (no download source for {name!r})"
-    if _offline():
-        return None, f"download with kagglehub: not tried ({OFFLINE_ENV}=1, offline)"
+    if runtime.offline():
+        return None, f"download with kagglehub: not tried ({runtime.OFFLINE_ENV}=1, offline)"
     try:
         import kagglehub
     except ImportError:
@@ -186,7 +183,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
 
 
 def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path:
-    """The folder of the dataset ``name``, found in a fixed order (chapter 4).
+    """The folder of the dataset ``name``, found in a fixed order (chapters 1–4).
 
     1. ``path`` when given: that folder, or ``path/name``.  An explicit path is
        never silently replaced by another place: if it is not a dataset folder,
@@ -261,7 +258,8 @@ def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8), mode="L")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An opened picture of any mode as RGB, as :func:`load_rgb` gives it (chapter 4, via the classifier)."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _high_bit_depth_to_l(image)
     if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
@@ -292,9 +290,9 @@ def _reason(error: BaseException) -> str:
 
 
 def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
-    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage`.
+    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1 and 4).
 
-    Used everywhere pictures are read (chapters 1–4).  Greyscale, palette,
+    Every picture of the package is read with it.  Greyscale, palette,
     CMYK and 16-bit images become RGB (16-bit values are scaled, not clipped);
     transparent parts are composited on white; EXIF orientation is applied.
     The pixels are decoded here, so a truncated or corrupt file fails now with
@@ -316,7 +314,7 @@ def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
                     image = ImageOps.exif_transpose(image)
                 except Exception:  # broken EXIF block: the pixels are fine, keep them as stored
                     pass
-                return _to_rgb(image)
+                return to_rgb(image)
     except UnreadableImage:
         raise
     except Exception as error:
@@ -330,7 +328,7 @@ def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
 
 @dataclass(repr=False)
 class ImageSet:
-    """Labelled image files: ``files[i]`` belongs to class ``classes[labels[i]]`` (chapters 2–4)."""
+    """Labelled image files: ``files[i]`` belongs to class ``classes[labels[i]]`` (chapter 3)."""
 
     root: Path
     files: list[Path]
@@ -366,7 +364,7 @@ class ImageSet:
 
 
 def scan(root: str | os.PathLike) -> ImageSet:
-    """List the images of a dataset folder; each immediate subfolder is a class (chapter 4).
+    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–4).
 
     Classes are sorted by folder name and files by name; images are recognised
     by extension (any case, see ``IMAGE_EXTENSIONS``); hidden files and
@@ -426,7 +424,7 @@ def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0
 
 
 def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
-    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapter 4).
+    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–4).
 
     The draws are nested: for one seed, the 5-per-class set is contained in
     the 10-per-class set, so a learning curve over n compares like with like.
@@ -452,7 +450,7 @@ def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
 
 
 class ImageDataset(Dataset):
-    """An :class:`ImageSet` as a PyTorch dataset of ``(transform(image), label)`` (chapters 2–4).
+    """An :class:`ImageSet` as a PyTorch dataset of ``(transform(image), label)`` (chapters 2–4, indirectly).
 
     An unreadable file gives ``None`` instead of an item, one
     :class:`SkippedImageWarning` the first time, and an entry
@@ -503,7 +501,7 @@ def loader(
     seed: int = 0,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A ``DataLoader`` over ``images`` that skips unreadable files (chapters 2–4).
+    """A ``DataLoader`` over ``images`` that skips unreadable files (chapters 2 and 3).
 
     Shuffling uses a ``torch.Generator`` seeded with ``seed``, so two runs see
     the same batches.  A batch whose files were all unreadable comes out as
@@ -564,24 +562,20 @@ class CheckReport:
             for path, _ in self.problems:
                 if path.parent.name in unreadable:
                     unreadable[path.parent.name] += 1
-            width = max(len("class"), len("total"), *(len(name) for name in self.classes))
-            lines.append("")
-            lines.append(f"{'class':<{width}}  {'usable':>7}  {'unreadable':>10}")
-            for name in self.classes:
-                lines.append(f"{name:<{width}}  {self.counts.get(name, 0):>7}  {unreadable[name]:>10}")
-            lines.append(f"{'total':<{width}}  {sum(self.counts.values()):>7}  {sum(unreadable.values()):>10}")
+            rows = [(name, str(self.counts.get(name, 0)), str(unreadable[name])) for name in self.classes]
+            rows.append(("total", str(sum(self.counts.values())), str(sum(unreadable.values()))))
+            lines += ["", tables.text(("class", "usable", "unreadable"), rows, min_widths=(0, 7, 10))]
         if self.sizes:
             widths = [w for w, _ in self.sizes]
             heights = [h for _, h in self.sizes]
-            lines.append("")
-            lines.append(f"{'size':<6}  {'min':>5}  {'median':>6}  {'max':>5}")
-            for label, values in (("width", widths), ("height", heights)):
-                lines.append(f"{label:<6}  {min(values):>5}  {statistics.median_low(values):>6}  {max(values):>5}")
+            rows = [(label, str(min(values)), str(statistics.median_low(values)), str(max(values)))
+                    for label, values in (("width", widths), ("height", heights))]
+            lines += ["", tables.text(("size", "min", "median", "max"), rows, min_widths=(6, 5, 6, 5))]
         if self.problems:
             lines.append("")
             lines.append(f"Unusable files ({len(self.problems)}):")
             for path, reason in self.problems:
-                lines.append(f"  {_relative(path, self.root)}: {reason}")
+                lines.append(f"  {files.shown_path(path, self.root)}: {reason}")
         if self.empty_classes:
             lines.append("")
             lines.append("Classes with no usable image: " + ", ".join(self.empty_classes))
@@ -593,13 +587,6 @@ class CheckReport:
             total = sum(self.counts.values())
             lines.append(f"Usable: {len(self.classes)} classes, {total} images.")
         return "\n".join(lines)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
@@ -628,7 +615,8 @@ def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
     if not class_folders:
         loose = [entry for entry in root.iterdir() if _is_image_file(entry)]
         hint = f" ({len(loose)} images lie directly in it)" if loose else ""
-        report.messages.append(f"No class subfolders in {root}{hint}: put each class's images in a subfolder named after it.")
+        report.messages.append(f"No class subfolders in {root}{hint}: "
+                               "put each class's images in a subfolder named after it.")
         return report
 
     report.classes = [folder.name for folder in class_folders]

@@ -22,13 +22,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from tlhelpers import surgery
-from tlhelpers.classifier import evaluating
 
 NOT_CAM_ABLE = "CAM needs a linear head right after global average pooling"
 
 
 def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch.Tensor:
-    """The last convolutional feature maps (C × h × w) of one normalised image (chapter 4).
+    """The last convolutional feature maps (C × h × w) of one normalised image (chapter 4, indirectly).
 
     Taken from the input of the model's global pooling layer (timm's
     ``global_pool``, torchvision's ``avgpool``) during one forward pass in eval
@@ -41,7 +40,7 @@ def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch
     if pool is None:
         raise ValueError(f"{NOT_CAM_ABLE}; {type(backbone_model).__name__} has no global_pool or avgpool layer")
     try:
-        head = backbone_model.get_submodule(surgery.find_head(backbone_model))
+        head = backbone_model.get_submodule(surgery.find_head_name(backbone_model))
     except ValueError:  # a feature extractor whose head is nn.Identity: its output is the pooled vector
         head = None
     captured = {}
@@ -49,7 +48,7 @@ def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch
     if head is not None:
         hooks.append(head.register_forward_pre_hook(lambda module, inputs: captured.update(pooled=inputs[0])))
     try:
-        with evaluating(backbone_model), torch.no_grad():
+        with surgery.evaluating(backbone_model), torch.no_grad():
             output = backbone_model(x.to(next(backbone_model.parameters()).device))
     finally:
         for hook in hooks:
@@ -77,7 +76,7 @@ def _batch_of_one(image_tensor: torch.Tensor) -> torch.Tensor:
 
 
 def class_map(head: nn.Linear, maps: torch.Tensor, class_index: int) -> torch.Tensor:
-    """``M_c = Σ_k w_c[k] F_k``: the un-normalised map (h × w, before ReLU) of one class (chapter 4).
+    """``M_c = Σ_k w_c[k] F_k``: the un-normalised map (h × w, before ReLU) of one class (chapter 4, indirectly).
 
     Its spatial mean plus ``head.bias[class_index]`` equals the class logit.
     """
@@ -135,8 +134,9 @@ def model_view(image, transforms):
 
 
 def overlay(ax, image, cam, alpha: float = 0.45, cmap: str = "jet"):
-    """Draw ``image`` with ``cam`` as a translucent heat map on ``ax``, axis off; returns the heat map's image (chapter 4).
+    """Draw ``image`` with ``cam`` as a translucent heat map on ``ax``, axis off (chapter 4).
 
+    Returns the heat map's image.
     ``image`` is a PIL image, an H × W × 3 array or a C × H × W tensor in
     [0, 1], best :func:`model_view` of the photo; a CAM of another size is
     stretched over it.  The return value can be passed to ``plt.colorbar``.

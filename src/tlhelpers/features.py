@@ -1,11 +1,10 @@
-"""Backbone features computed once, cached on disk, and a linear head trained on them.
+"""Backbone features computed once and cached on disk (chapters 2–4).
 
-Chapter 2 ("Replacing VGG16's head") introduces it; chapters 3 and 4 reuse it.
 The photos pass through the frozen backbone once (:func:`extract`, a minute or
-two for 3,000 photos on two CPU cores), then many heads are trained on the
-stored features in seconds (:func:`train_linear_head`, :func:`imprint_head`):
-for a frozen backbone this is the same model as training the head end to end,
-only without recomputing the backbone every epoch.
+two for 3,000 photos on two CPU cores); heads are then trained on the stored
+features in seconds (:mod:`tlhelpers.heads`).  For a frozen backbone this is
+the same model as training the head end to end, only without recomputing the
+backbone every epoch.
 
 The cache
 ---------
@@ -13,29 +12,32 @@ One file per (model weights, transform, files, labels, ``key_extra``) in
 ``cache_dir``, else ``$TLHELPERS_CACHE``, else
 ``platformdirs.user_cache_dir("tlhelpers")/features``.  Its key hashes
 
-* the model's name and a SHA-256 of every tensor of the feature extractor's
-  ``state_dict`` (the head is not part of it, so replacing the head keeps the
-  cache; changing any backbone weight does not);
-* ``repr(transform)`` (torchvision transforms print their parameters; a
-  ``Lambda`` prints a memory address and so never hits the cache again);
+* the model's name and a SHA-256 of every tensor of its ``state_dict`` except
+  the head's (so replacing the head keeps the cache; changing any backbone
+  weight does not);
+* ``repr(transform)`` and its ``antialias`` setting (torchvision transforms
+  print their parameters; a ``Lambda`` prints a memory address and so never
+  hits the cache again);
+* the versions of torch, torchvision, timm and Pillow, which decode, resize
+  and compute;
 * every file's path relative to the image root, size and modification time
   (``mtime_ns``), and its label and the class names;
 * ``key_extra``, for anything else that changes the features.
 
-Files are written to a temporary file in the same folder and renamed
-(atomic); a cache file that cannot be read, is truncated or does not match
-its key is reported with a :class:`FeatureCacheWarning` and recomputed.
+Files are named ``<model>-<24 hex digits>.features.pt`` and written
+atomically (:func:`tlhelpers.files.save_atomically`); :func:`clear_cache`
+deletes only files so named.  A cache file that cannot be read, is
+truncated or does not match its key is reported with a
+:class:`FeatureCacheWarning` and recomputed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
+import importlib.metadata
 import os
 import re
-import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +49,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tlhelpers import surgery
-from tlhelpers.train import History, pick_device
+from tlhelpers import data, files, runtime, surgery
 
 CACHE_ENV = "TLHELPERS_CACHE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+CACHE_SUFFIX = ".features.pt"
+_CACHE_NAME = re.compile(r"[A-Za-z0-9_.-]+-[0-9a-f]{24}" + re.escape(CACHE_SUFFIX))
+_VERSIONED = ("torch", "torchvision", "timm", "pillow")
 
 
 class FeatureCacheWarning(UserWarning):
@@ -60,7 +64,7 @@ class FeatureCacheWarning(UserWarning):
 
 @dataclass(repr=False)
 class FeatureSet:
-    """Backbone features of a set of images (chapter 4).
+    """Backbone features of a set of images (chapter 4, indirectly).
 
     ``features[i]`` (float32, N × D) and ``labels[i]`` (long) belong to
     ``files[i]``, a path relative to ``root``, in the order of the
@@ -110,7 +114,7 @@ class FeatureSet:
         a file that was never extracted raises ``KeyError``.
         """
         position = {name: i for i, name in enumerate(self.files)}
-        wanted = [_relative(path, images.root) for path in images.files]
+        wanted = [files.shown_path(path, images.root) for path in images.files]
         missing = [name for name in wanted if name not in position and name not in self.skipped]
         if missing:
             raise KeyError(f"{len(missing)} file(s) have no features here, e.g. {missing[0]}")
@@ -129,17 +133,23 @@ class FeatureSet:
 # --------------------------------------------------------------------------- #
 
 
-def feature_extractor(model: nn.Module, head: str | None = None) -> nn.Module:
-    """A copy of ``model`` whose head is ``nn.Identity``: it outputs the penultimate features (chapter 4).
+def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
+    """What the head of ``model`` receives for the batch ``x``, as N × D (chapters 2–4, via :func:`extract`).
 
     ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
     ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
-    features (``forward_head(..., pre_logits=True)``).  ``model`` is not changed.
+    features.  The model runs as it is (mode, device, no copy); a hook reads
+    the input of its head, ``head_name`` (default
+    :func:`tlhelpers.surgery.find_head_name`).
     """
-    head = head or surgery.find_head(model)
-    extractor = copy.deepcopy(model)
-    surgery._set_submodule(extractor, head, nn.Identity())
-    return extractor.eval()
+    head = model.get_submodule(head_name or surgery.find_head_name(model))
+    seen = []
+    hook = head.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    return seen[-1].flatten(1)
 
 
 def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:
@@ -148,11 +158,11 @@ def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:
     Tensors of the module ``skip`` (a head, say) are left out.  Hashing is fast
     (VGG16's 528 MB in about half a second) next to a pass over the photos, and
     unlike a sample of the weights it changes with any fine-tuning step.
-    Chapters 2–4 use it through the feature cache and saved classifiers.
+    Used by the feature cache and by saved classifiers.
     """
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
-        if skip is not None and surgery._matches(name, skip):
+        if skip is not None and surgery.matches(name, skip):
             continue
         tensor = tensor.detach()
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype};".encode())
@@ -161,12 +171,14 @@ def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:
     return digest.hexdigest()
 
 
-def _relative(path, root) -> str:
-    path = Path(path)
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _library_versions() -> str:
+    found = []
+    for package in _VERSIONED:
+        try:
+            found.append(f"{package}={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{package}=none")
+    return ",".join(found)
 
 
 def _file_identity(path: Path) -> tuple[int, int]:
@@ -189,34 +201,20 @@ def resolve_cache_dir(path: str | os.PathLike | None = None) -> Path:
 def cache_key(name: str, fingerprint: str, transform: Callable, images, key_extra: str = "") -> str:
     """SHA-256 over everything that determines the features (see the module docstring)."""
     digest = hashlib.sha256()
-    for part in (f"format={CACHE_FORMAT}", name, fingerprint, repr(transform), repr(list(images.classes)),
-                 key_extra):
+    antialias = f"antialias={getattr(transform, 'antialias', None)}"
+    for part in (f"format={CACHE_FORMAT}", name, fingerprint, repr(transform), antialias, _library_versions(),
+                 repr(list(images.classes)), key_extra):
         digest.update(part.encode() + b"\0")
     for path, label in zip(images.files, images.labels):
         size, mtime = _file_identity(Path(path))
-        digest.update(f"{_relative(path, images.root)}|{size}|{mtime}|{int(label)}\n".encode())
+        digest.update(f"{files.shown_path(path, images.root)}|{size}|{mtime}|{int(label)}\n".encode())
     return digest.hexdigest()
 
 
 def cache_path(directory: Path, name: str, key: str) -> Path:
     """The cache file for ``key``: readable model name plus the start of the key."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
-    return Path(directory) / f"{safe}-{key[:24]}.pt"
-
-
-def _save_atomically(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    return Path(directory) / f"{safe}-{key[:24]}{CACHE_SUFFIX}"
 
 
 def _load_cached(path: Path, key: str, files: list[str]) -> dict | None:
@@ -284,7 +282,7 @@ def extract(
     transform: Callable | None = None,
     *,
     name: str | None = None,
-    head: str | None = None,
+    head_name: str | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     key_extra: str = "",
@@ -293,34 +291,34 @@ def extract(
     num_workers: int = 0,
     progress: bool = True,
 ) -> FeatureSet:
-    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapter 4).
+    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–4).
 
     ``model`` is an ``nn.Module`` or a :class:`tlhelpers.zoo.Backbone`, whose
-    ``transforms``, ``name`` and ``head`` are then the defaults of
-    ``transform``, ``name`` and ``head``.  The model runs without its head
-    (:func:`feature_extractor`) in eval mode under ``torch.inference_mode()``
-    in float32 on ``device`` (default :func:`~tlhelpers.train.pick_device`), with a
-    ``tqdm.auto`` progress bar.  Unreadable files are skipped, with a warning
-    from :mod:`tlhelpers.data`, and listed in ``skipped``.
-    A second call with the same inputs reads the cache instead
-    (``from_cache`` is then ``True``); ``cache=False`` never reads or writes it.
+    ``transforms``, ``name`` and ``head_name`` are then the defaults of
+    ``transform``, ``name`` and ``head_name``.  The features are what the head
+    receives (:func:`pooled_features`), computed in eval mode under
+    ``torch.inference_mode()`` in float32 on ``device`` (default
+    :func:`tlhelpers.runtime.pick_device`; the model is moved there for the
+    pass and back afterwards), with a ``tqdm.auto`` progress bar.  Unreadable
+    files are skipped, with a warning from :mod:`tlhelpers.data`, and listed
+    in ``skipped``.  A second call with the same inputs reads the cache
+    instead (``from_cache`` is then ``True``); ``cache=False`` never reads or
+    writes it.
     """
-    from tlhelpers import data
-
     if hasattr(model, "model") and hasattr(model, "transforms"):  # a zoo.Backbone
         transform = transform or model.transforms
         name = name or model.name
-        head = head or model.head
+        head_name = head_name or model.head_name
         model = model.model
     if transform is None:
         raise ValueError("pass the transform that prepares the images for this model")
     name = name or type(model).__name__
-    extractor = feature_extractor(model, head)
-    all_files = [_relative(path, images.root) for path in images.files]
+    head_name = head_name or surgery.find_head_name(model)
+    all_files = [files.shown_path(path, images.root) for path in images.files]
 
     path = key = None
     if cache:
-        key = cache_key(name, model_fingerprint(extractor), transform, images, key_extra)
+        key = cache_key(name, model_fingerprint(model, skip=head_name), transform, images, key_extra)
         path = cache_path(resolve_cache_dir(cache_dir), name, key)
         payload = _load_cached(path, key, all_files)
         if payload is not None:
@@ -328,18 +326,20 @@ def extract(
                               list(payload["classes"]), dict(payload["skipped"]), Path(images.root),
                               path, from_cache=True)
 
-    device = torch.device(device) if device is not None else pick_device()
-    extractor.to(device)
+    device = torch.device(device) if device is not None else runtime.pick_device()
     dataset = data.ImageDataset(images, transform)
+    # A generator of its own keeps the loader from drawing on the global random stream, so the
+    # random numbers after an extraction are the same whether the cache was warm or cold.
     loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=data.collate_skipping, pin_memory=device.type == "cuda")
+                        collate_fn=data.collate_skipping, pin_memory=device.type == "cuda",
+                        generator=torch.Generator())
     chunks, labels, kept = [], [], []
-    with torch.inference_mode():
+    with _on_device(model, device), surgery.evaluating(model), torch.inference_mode():
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
             if batch is None:
                 continue
             x, y, index = batch
-            chunks.append(extractor(x.to(device)).flatten(1).float().cpu())
+            chunks.append(pooled_features(model, x.to(device), head_name).float().cpu())
             labels.append(y.long())
             kept.extend(index.tolist())
     kept_set = set(kept)
@@ -358,7 +358,7 @@ def extract(
         cache_file=path,
     )
     if cache:
-        _save_atomically({
+        files.save_atomically({
             "format": CACHE_FORMAT, "key": key, "name": name, "features": result.features,
             "labels": result.labels, "files": result.files, "classes": result.classes,
             "skipped": result.skipped, "all_files": all_files,
@@ -366,142 +366,38 @@ def extract(
     return result
 
 
+@contextlib.contextmanager
+def _on_device(model: nn.Module, device: torch.device):
+    """``model`` on ``device`` for the block, then back where it was (no copy on the CPU)."""
+    parameter = next(model.parameters(), None)
+    before = parameter.device if parameter is not None else device
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.to(before)
+
+
 def clear_cache(cache_dir: str | os.PathLike | None = None) -> int:
-    """Delete every cached feature file in the cache folder; returns how many (chapter 4)."""
+    """Delete the feature files this cache wrote; returns how many.
+
+    Only files named like the cache's own (``<model>-<24 hex digits>.features.pt``,
+    and their unfinished temporary files) are removed: anything else in the
+    folder, such as a user's own ``.pt`` files when ``$TLHELPERS_CACHE`` points
+    at a shared folder, is left alone.
+    """
     removed = 0
-    for path in resolve_cache_dir(cache_dir).glob("*.pt"):
-        path.unlink()
-        removed += 1
+    folder = resolve_cache_dir(cache_dir)
+    if not folder.is_dir():
+        return 0
+    for path in folder.iterdir():
+        if path.is_file() and _written_by_cache(path.name):
+            path.unlink()
+            removed += 1
     return removed
 
 
-# --------------------------------------------------------------------------- #
-# A linear head trained on the features
-# --------------------------------------------------------------------------- #
-
-
-def train_linear_head(
-    train: FeatureSet,
-    epochs: int = 30,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    optimizer: str = "adam",
-    momentum: float = 0.9,
-    batch_size: int = 64,
-    seed: int = 0,
-    val: FeatureSet | None = None,
-) -> tuple[nn.Linear, History]:
-    """Train ``nn.Linear(D, classes)`` on stored features, on the CPU in seconds (chapter 4).
-
-    Mini-batch cross-entropy with Adam (or SGD with ``momentum``); the
-    initial weights and the batch order come from ``seed`` alone, so the same
-    seed gives the same head, without touching the global random state.
-    Returns the head and a :class:`~tlhelpers.train.History` (``train_loss``,
-    ``train_acc`` and, with ``val``, ``val_loss``/``val_acc`` per epoch).
-    """
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', not {optimizer!r}")
-    if len(train) == 0:
-        raise ValueError("no training features")
-    with _one_thread():
-        return _train_linear_head(train, epochs, lr, weight_decay, optimizer, momentum, batch_size, seed, val)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    # A linear head's matrices are tiny: waking a second thread for each costs more
-    # than it saves, many times more on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train_linear_head(train, epochs, lr, weight_decay, optimizer, momentum, batch_size, seed, val):
-    x, y = train.features.float().cpu(), train.labels.long().cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = nn.Linear(x.shape[1], len(train.classes))
-    generator = torch.Generator().manual_seed(seed)
-    if optimizer == "adam":
-        opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    history = History()
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        head.train()
-        order = torch.randperm(len(y), generator=generator)
-        loss_sum, correct = 0.0, 0
-        for begin in range(0, len(y), batch_size):
-            index = order[begin:begin + batch_size]
-            logits = head(x[index])
-            loss = loss_fn(logits, y[index])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1) == y[index]).sum().item()
-        row = {"epoch": epoch, "train_loss": loss_sum / len(y), "train_acc": correct / len(y),
-               "val_loss": None, "val_acc": None, "lr": lr}
-        if val is not None and len(val):
-            row["val_loss"], row["val_acc"] = _loss_and_accuracy(head, val)
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-    head.eval()
-    return head, history
-
-
-def imprint_head(train: FeatureSet, center: torch.Tensor | None = None) -> nn.Linear:
-    """A linear head set from class prototypes instead of trained: *weight imprinting* (chapter 4).
-
-    Features are centred (on ``center``, by default the mean of ``train``) and
-    scaled to unit length; each class's weight vector is the normalised mean of
-    its photos, so the head scores a photo by its cosine similarity to each
-    class prototype (nearest class mean, as in SimpleShot, Wang et al. 2019).
-    Centring and the bias fold into one ``nn.Linear`` on the raw features: the
-    length of a centred feature vector scales all of a photo's logits alike, so
-    the predicted class is the cosine rule's.  Needs no gradient steps, which is
-    what makes it strong with one to a few dozen photos per class.
-    """
-    if len(train) == 0:
-        raise ValueError("no training features")
-    x = train.features.float().cpu()
-    center = x.mean(0) if center is None else center.float().cpu()
-    unit = nn.functional.normalize(x - center, dim=1)
-    missing = [train.classes[k] for k in range(len(train.classes)) if not (train.labels == k).any()]
-    if missing:
-        raise ValueError(f"no training features for class(es) {', '.join(missing)}")
-    prototypes = torch.stack([unit[train.labels == k].mean(0) for k in range(len(train.classes))])
-    prototypes = nn.functional.normalize(prototypes, dim=1)
-    head = nn.Linear(x.shape[1], len(train.classes))
-    with torch.no_grad():
-        head.weight.copy_(prototypes)
-        head.bias.copy_(-prototypes @ center)
-    return head.eval()
-
-
-def _loss_and_accuracy(head: nn.Module, fs: FeatureSet) -> tuple[float, float]:
-    with torch.inference_mode():
-        logits = head(fs.features.float())
-        loss = nn.functional.cross_entropy(logits, fs.labels.long()).item()
-        return loss, (logits.argmax(1) == fs.labels).float().mean().item()
-
-
-def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(predicted labels, softmax probabilities)`` of a head on a :class:`FeatureSet` (chapter 4)."""
-    head.eval()
-    with torch.inference_mode():
-        probs = head(fs.features.float()).softmax(1)
-    return probs.argmax(1), probs
-
-
-def accuracy(head: nn.Module, fs: FeatureSet) -> float:
-    """Share of ``fs`` that ``head`` classifies correctly, in [0, 1] (chapter 4)."""
-    if len(fs) == 0:
-        raise ValueError("no features to score")
-    preds, _ = predict(head, fs)
-    return (preds == fs.labels).float().mean().item()
+def _written_by_cache(name: str) -> bool:
+    if name.startswith(".") and name.endswith(".tmp"):  # ".<file>.<random>.tmp" of save_atomically
+        name = name[1:-len(".tmp")].rpartition(".")[0]
+    return _CACHE_NAME.fullmatch(name) is not None

@@ -13,18 +13,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from tlhelpers import tables
+
 # One colour per animal class, used by every chapter's figures.
 CLASS_COLORS = {"cats": "#E69F00", "dogs": "#0072B2", "panda": "#444444"}
 _CYCLE = ["#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
 
 
 def class_color(name: str, index: int = 0) -> str:
-    """The chapter-wide colour of a class (falls back to a colour-blind-safe cycle)."""
+    """The chapter-wide colour of a class (falls back to a colour-blind-safe cycle) (chapter 4)."""
     return CLASS_COLORS.get(name, _CYCLE[index % len(_CYCLE)])
 
 
 def to_image(x) -> np.ndarray:
-    """A PIL image, HWC array or CHW tensor as an HWC float array in [0, 1] for ``imshow``."""
+    """A PIL image, HWC array or CHW tensor as an HWC float array in [0, 1] for ``imshow`` (chapter 1)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().float()
         if x.ndim == 3 and x.shape[0] in (1, 3):
@@ -38,7 +40,7 @@ def to_image(x) -> np.ndarray:
 
 def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 4,
                size: float = 2.6, title_colors: Sequence[str] | None = None, suptitle: str | None = None):
-    """Photos in a grid with a title under each (chapters 1, 2 and 4)."""
+    """Photos in a grid with a title under each (chapter 4)."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.08), squeeze=False)
@@ -58,7 +60,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
 
 def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | None = None,
               color: str = "#0072B2"):
-    """Horizontal bars of the top-k class probabilities, best on top (chapter 1)."""
+    """Horizontal bars of the top-k class probabilities, best on top (chapter 1, indirectly)."""
     y = np.arange(len(probs))[::-1]
     ax.barh(y, probs, color=color)
     ax.set_yticks(y, labels, fontsize=8)
@@ -115,7 +117,7 @@ def _metric_values(history, metric: str) -> list:
 
 def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str = "minmax",
                     title: str | None = None):
-    """One curve per strategy: the mean over seeds with a shaded band (chapters 3 and 4).
+    """One curve per strategy: the mean over seeds with a shaded band (chapter 3).
 
     ``histories`` maps a strategy name to a ``History`` or a list of them (one
     per seed); the band spans min–max over seeds (``band="std"``: mean ± one
@@ -166,7 +168,7 @@ def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str
 
 def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",),
                   digits: int = 1) -> str:
-    """A Markdown table of mean ± standard deviation per group (chapter 4).
+    """A Markdown table of mean ± standard deviation per group (chapters 3 and 4).
 
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
     groups keep their order of first appearance.  Metrics ending in ``acc``
@@ -198,14 +200,7 @@ def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequen
             values = [r[metric] for r in members if r.get(metric) is not None]
             cells.append(cell(values, metric.endswith("acc")))
         body.append(cells)
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = [cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join([":" + "-" * (widths[0] + 1)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
-    return "\n".join([line(header), rule] + [line(cells) for cells in body])
+    return tables.markdown(header, body, align="l" + "r" * (len(header) - 1))
 
 
 def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str | None = None):
@@ -243,7 +238,7 @@ def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str
 def prediction_grid(images: Sequence, preds, labels, classes: Sequence[str], ncols: int = 4,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                     suptitle: str | None = "prediction / truth (red: wrong)"):
-    """Photos titled "predicted / true", the wrong ones in red (chapters 2 and 4).
+    """Photos titled "predicted / true", the wrong ones in red (chapter 2).
 
     ``images`` are PIL images, HWC arrays or CHW tensors in [0, 1]; for
     normalised tensors pass the ``mean`` and ``std`` of the transform to undo it.

@@ -1,23 +1,29 @@
-"""Model surgery: find and replace the head, freeze and unfreeze, count parameters.
+"""Model surgery: find and replace the head, freeze and unfreeze, train and eval modes, count parameters.
 
-Chapter 2 ("Replacing VGG16's head") uses :func:`find_head`,
+Chapter 2 ("Replacing VGG16's head") uses :func:`find_head_name`,
 :func:`replace_head` and the parameter tables; chapter 3 ("Freezing versus full
 fine-tuning") uses :func:`freeze_all_but_head`, :func:`blocks`,
-:func:`unfreeze_last`, :func:`train_mode` and :func:`param_groups`.
+:func:`unfreeze_last`, :func:`train_mode` and :func:`param_groups`;
+chapter 4's inference runs in :func:`evaluating`.
 
 Names are the dotted names of ``model.named_modules()`` / ``named_parameters()``
 (``"layer4.1.conv2"``, ``"classifier.6"``).  A *prefix* matches a parameter
 when it is the parameter's whole name or a dotted leading part of it, so
-``"layer1"`` matches ``"layer1.0.conv1.weight"`` but not ``"layer10.weight"``.
+``"layer1"`` matches ``"layer1.0.conv1.weight"`` but not ``"layer10.weight"``
+(:func:`matches`).  A head's dotted name is a ``head_name``; ``head`` is
+always the layer itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from tlhelpers import tables
 
 # Top-level containers whose children are the stages of a backbone
 # (torchvision VGG/MobileNet/EfficientNet/ConvNeXt `features`, timm `blocks`,
@@ -31,7 +37,7 @@ _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool
 # --------------------------------------------------------------------------- #
 
 
-def find_head(model: nn.Module) -> str:
+def find_head_name(model: nn.Module) -> str:
     """Dotted name of the final ``nn.Linear`` that produces the class scores (chapter 2).
 
     timm models say where their classifier is (``get_classifier()``); torchvision
@@ -54,30 +60,24 @@ def find_head(model: nn.Module) -> str:
     return linears[-1]
 
 
-def replace_head(model: nn.Module, num_classes: int, head: str | None = None) -> nn.Linear:
-    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapter 2).
+def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Linear:
+    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapters 2 and 3).
 
-    ``head`` is the dotted name of the layer to replace (default: :func:`find_head`);
+    ``head_name`` is the dotted name of the layer to replace (default: :func:`find_head_name`);
     paths through Sequential indices such as ``"classifier.6"`` work.  The new
     layer gets PyTorch's default random initialisation, the old layer's device
     and dtype, and is trainable.  A timm model's ``num_classes`` is updated too.
     """
-    head = head or find_head(model)
+    head = head_name or find_head_name(model)
     old = model.get_submodule(head)
     if not isinstance(old, nn.Linear):
         raise TypeError(f"{head!r} is a {type(old).__name__}, not an nn.Linear")
     new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
                     device=old.weight.device, dtype=old.weight.dtype)
-    _set_submodule(model, head, new)
+    model.set_submodule(head, new)
     if isinstance(getattr(model, "num_classes", None), int):
         model.num_classes = num_classes
     return new
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child_name = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child_name, module)
 
 
 # --------------------------------------------------------------------------- #
@@ -85,7 +85,8 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _matches(name: str, prefix: str) -> bool:
+def matches(name: str, prefix: str) -> bool:
+    """Whether ``prefix`` is ``name`` or a dotted leading part of it (see the module docstring)."""
     return prefix == "" or name == prefix or name.startswith(prefix + ".")
 
 
@@ -97,7 +98,7 @@ def _set_requires_grad(model: nn.Module, prefixes: str | Iterable[str] | None, v
     prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
     unmatched = set(prefixes)
     for name, parameter in model.named_parameters():
-        hits = [prefix for prefix in prefixes if _matches(name, prefix)]
+        hits = [prefix for prefix in prefixes if matches(name, prefix)]
         if hits:
             parameter.requires_grad_(value)
             unmatched.difference_update(hits)
@@ -107,7 +108,7 @@ def _set_requires_grad(model: nn.Module, prefixes: str | Iterable[str] | None, v
 
 
 def freeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
-    """Stop gradients (``requires_grad=False``) for the parameters under ``prefixes``, or all (chapter 3).
+    """Stop gradients (``requires_grad=False``) for the parameters under ``prefixes``, or all (chapter 2).
 
     Raises ``ValueError`` when a prefix matches no parameter.
     """
@@ -115,13 +116,13 @@ def freeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> Non
 
 
 def unfreeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
-    """Make the parameters under ``prefixes`` (or all) trainable again (chapter 3)."""
+    """Make the parameters under ``prefixes`` (or all) trainable again (chapter 3, indirectly)."""
     _set_requires_grad(model, prefixes, True)
 
 
-def freeze_all_but_head(model: nn.Module, head: str | None = None) -> str:
-    """Freeze the whole backbone and leave only the head trainable; returns the head's name (chapters 2–4)."""
-    head = head or find_head(model)
+def freeze_all_but_head(model: nn.Module, head_name: str | None = None) -> str:
+    """Freeze the whole backbone and leave only the head trainable; returns the head's name (chapter 2)."""
+    head = head_name or find_head_name(model)
     freeze(model)
     unfreeze(model, head)
     return head
@@ -148,7 +149,7 @@ class Block:
 
     def owns(self, parameter_name: str) -> bool:
         """Whether the parameter called ``parameter_name`` belongs to this block."""
-        return any(_matches(parameter_name, prefix) for prefix in self.prefixes)
+        return any(matches(parameter_name, prefix) for prefix in self.prefixes)
 
 
 def _has_parameters(module: nn.Module) -> bool:
@@ -187,7 +188,7 @@ def _split_children(parent: str, module: nn.Module, head: str) -> list[Block]:
         if name == head:
             close()
             out.append(Block(name, (name,)))
-        elif _matches(head, name):
+        elif matches(head, name):
             close()
             out.extend(_split_children(name, child, head))
         elif not _has_parameters(child):
@@ -208,8 +209,8 @@ def _split_children(parent: str, module: nn.Module, head: str) -> list[Block]:
     return out
 
 
-def blocks(model: nn.Module, head: str | None = None) -> list[Block]:
-    """The backbone cut into :class:`Block` s, input side first, the head last (chapter 3).
+def blocks(model: nn.Module, head_name: str | None = None) -> list[Block]:
+    """The backbone cut into :class:`Block` s, input side first, the head last (chapters 2 and 3).
 
     Rules, in ``named_children()`` order: a top-level container is one block
     (ResNet's ``layer1`` … ``layer4``); a top-level Sequential/ModuleList called
@@ -225,15 +226,15 @@ def blocks(model: nn.Module, head: str | None = None) -> list[Block]:
     * EfficientNet-Lite0 (timm): ``conv_stem+bn1, blocks.0`` … ``blocks.6,
       conv_head+bn2, classifier``
     """
-    head = head or find_head(model)
+    head = head_name or find_head_name(model)
     own = tuple(name for name, _ in model.named_parameters(recurse=False))
     found = [Block("+".join(own), own)] if own else []
     found.extend(_split_children("", model, head))
     return found
 
 
-def unfreeze_last(model: nn.Module, k: int, head: str | None = None) -> list[str]:
-    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapter 3).
+def unfreeze_last(model: nn.Module, k: int, head_name: str | None = None) -> list[str]:
+    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapters 2 and 3).
 
     ``k=0`` trains the head only; ``k`` larger than the number of blocks
     unfreezes everything.  Returns the names of the trainable blocks, input
@@ -241,7 +242,7 @@ def unfreeze_last(model: nn.Module, k: int, head: str | None = None) -> list[str
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    head = head or find_head(model)
+    head = head_name or find_head_name(model)
     body = [block for block in blocks(model, head) if block.prefixes != (head,)]
     chosen = (body[-k:] if k else []) + [Block(head, (head,))]
     freeze(model)
@@ -256,7 +257,7 @@ def unfreeze_last(model: nn.Module, k: int, head: str | None = None) -> list[str
 
 
 def frozen_batchnorms(model: nn.Module) -> list[str]:
-    """Names of the BatchNorm layers whose affine parameters are all frozen (chapter 3)."""
+    """Names of the BatchNorm layers whose affine parameters are all frozen (chapter 3, indirectly)."""
     return [
         name for name, module in model.named_modules()
         if isinstance(module, _BatchNorm) and _has_parameters(module)
@@ -265,7 +266,7 @@ def frozen_batchnorms(model: nn.Module) -> list[str]:
 
 
 def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
-    """``model.train()``, except that frozen BatchNorm layers stay in eval mode (chapter 3).
+    """``model.train()``, except that frozen BatchNorm layers stay in eval mode (chapter 2).
 
     In train mode a BatchNorm layer normalises with the statistics of the
     current batch and updates its running mean and variance, even when its
@@ -283,6 +284,24 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
         for name in frozen_batchnorms(model):
             model.get_submodule(name).eval()
     return model
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule of ``model`` in eval mode for the block, then back in its own mode (chapter 4, indirectly).
+
+    Used for inference by :mod:`tlhelpers.classifier`, :mod:`tlhelpers.explain`
+    and :mod:`tlhelpers.features`.  ``model.train(previous)`` would not do: it
+    would also wake frozen BatchNorm layers that :func:`train_mode` keeps in
+    eval mode.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 # --------------------------------------------------------------------------- #
@@ -323,30 +342,16 @@ def trainable_summary(model: nn.Module) -> list[SummaryRow]:
 
 
 def format_summary(rows: list[SummaryRow]) -> str:
-    """A fixed-width text table of :func:`trainable_summary` rows, exact counts with thousands separators.
+    """A fixed-width text table of :func:`trainable_summary` rows (chapters 2 and 3).
 
+    Exact counts with thousands separators.
     The same model gives the same text on every machine, so notebooks can
     print it and nbval can compare it exactly.
     """
-    header = ("module", "trainable", "total", "trainable %")
-    body = [
-        (row.name, f"{row.trainable:,}", f"{row.total:,}",
-         _percent(row.trainable, row.total))
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-    def line(cells) -> str:
-        first, *numbers = cells
-        return "  ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(numbers, widths[1:])])
-
-    lines = [line(header), "  ".join("-" * w for w in widths)]
-    lines += [line(cells) for cells in body[:-1]]
-    if body and rows[-1].name == "total":
-        lines.append("  ".join("-" * w for w in widths))
-    if body:
-        lines.append(line(body[-1]))
-    return "\n".join(lines)
+    body = [(row.name, f"{row.trainable:,}", f"{row.total:,}", _percent(row.trainable, row.total))
+            for row in rows]
+    total = [len(body) - 1] if rows and rows[-1].name == "total" else []
+    return tables.text(("module", "trainable", "total", "trainable %"), body, header_rule=True, rule_before=total)
 
 
 def _percent(part: int, whole: int) -> str:
@@ -356,7 +361,7 @@ def _percent(part: int, whole: int) -> str:
     return f"{share:.1f}" if share == 0 or share >= 0.1 else f"{share:.3f}"
 
 
-def param_groups(model: nn.Module, head_lr: float, body_lr: float, head: str | None = None) -> list[dict]:
+def param_groups(model: nn.Module, head_lr: float, body_lr: float, head_name: str | None = None) -> list[dict]:
     """Optimizer parameter groups with one learning rate for the head and another for the rest (chapter 3).
 
     Discriminative learning rates, as in fastai's ``fine_tune``: the pretrained
@@ -364,10 +369,10 @@ def param_groups(model: nn.Module, head_lr: float, body_lr: float, head: str | N
     included and an empty group is left out; each group carries a ``"name"``
     (``"body"`` or ``"head"``).  Use as ``torch.optim.AdamW(param_groups(...))``.
     """
-    head = head or find_head(model)
+    head = head_name or find_head_name(model)
     groups = {"body": [], "head": []}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            groups["head" if _matches(name, head) else "body"].append(parameter)
+            groups["head" if matches(name, head) else "body"].append(parameter)
     lrs = {"body": body_lr, "head": head_lr}
     return [{"name": name, "params": params, "lr": lrs[name]} for name, params in groups.items() if params]

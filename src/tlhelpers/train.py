@@ -1,61 +1,34 @@
-"""One training loop for every chapter, with evaluation, prediction and seeding.
+"""One training loop for every chapter, and evaluation (chapters 2–4).
 
 Chapter 3 ("Freezing versus full fine-tuning") introduces :func:`fit` and
-runs it for every strategy and seed.  :func:`fit` picks the device by itself (CUDA, Apple MPS, else CPU),
-uses mixed precision and channels-last memory on CUDA, keeps frozen
-BatchNorm layers in eval mode (:func:`tlhelpers.surgery.train_mode`), skips
-the ``None`` batches of :func:`tlhelpers.data.loader` and shows ``tqdm.auto``
-progress bars (widgets in Jupyter, so no rates end up in stored outputs).
+runs it for every strategy and seed; :func:`tlhelpers.heads.fit_linear` runs
+it on stored features (chapters 2 and 4).  :func:`fit` picks the device by
+itself (:func:`tlhelpers.runtime.pick_device`), uses mixed precision and
+channels-last memory on CUDA, keeps frozen BatchNorm layers in eval mode
+(:func:`tlhelpers.surgery.train_mode`), skips the ``None`` batches of
+:func:`tlhelpers.data.loader` and shows ``tqdm.auto`` progress bars (widgets
+in Jupyter, so no rates end up in stored outputs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from tlhelpers import surgery
+from tlhelpers import runtime, surgery
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 
 
-def pick_device() -> torch.device:
-    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu`` (chapters 1–4)."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) and ask for deterministic kernels (chapters 2–4).
-
-    With ``deterministic`` PyTorch uses deterministic algorithms where it has
-    them and warns (instead of failing) where it does not; on CPU runs then
-    repeat exactly.  ``CUBLAS_WORKSPACE_CONFIG`` is set for CUDA's matrix
-    products when it is not set already (it must be, before CUDA starts).
-    """
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
 @dataclass
 class History:
-    """Per-epoch records of a training run (chapters 3–4).
+    """Per-epoch records of a training run (chapter 3, indirectly).
 
     Each row is a dict with the keys of :data:`HISTORY_FIELDS`: ``epoch``
     (from 1), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc`` (``None``
@@ -69,31 +42,9 @@ class History:
     def append(self, row: dict) -> None:
         self.rows.append(row)
 
-    def to_rows(self) -> list[dict]:
-        """Copies of the rows, one dict per epoch."""
-        return [dict(row) for row in self.rows]
-
     def column(self, metric: str) -> list:
         """The values of one metric, epoch by epoch: ``history.column("val_acc")``."""
         return [row.get(metric) for row in self.rows]
-
-    def best(self, metric: str = "val_acc", mode: str | None = None) -> dict:
-        """The row of the best epoch for ``metric`` (highest, or lowest for a ``*loss`` metric).
-
-        ``mode`` (``"max"`` or ``"min"``) overrides that guess.  Ties go to the
-        earliest epoch.
-        """
-        mode = mode or ("min" if metric.endswith("loss") else "max")
-        rows = [row for row in self.rows if row.get(metric) is not None]
-        if not rows:
-            raise ValueError(f"no epoch has a value for {metric!r}")
-        pick = min if mode == "min" else max
-        sign = 1 if mode == "min" else -1
-        return dict(pick(rows, key=lambda row: (row[metric], sign * row["epoch"])))
-
-    @property
-    def last(self) -> dict:
-        return dict(self.rows[-1])
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -141,12 +92,12 @@ def fit(
     frozen_bn_eval: bool = True,
     progress: bool = True,
 ) -> History:
-    """Train ``model`` for ``epochs`` and return its :class:`History` (chapters 3–4).
+    """Train ``model`` for ``epochs`` and return its :class:`History` (chapter 3).
 
     * ``optimizer``: any optimizer over the model's parameters (e.g. with
       :func:`tlhelpers.surgery.param_groups`); by default ``Adam(lr=lr)`` over
       the trainable parameters.
-    * ``device``: default :func:`pick_device`; the model is moved there.
+    * ``device``: default :func:`tlhelpers.runtime.pick_device`; the model is moved there.
     * ``amp``: float16 autocast with gradient scaling; default on CUDA only.
     * ``channels_last``: NHWC memory layout (faster convolutions on tensor
       cores); default on CUDA only.
@@ -161,7 +112,7 @@ def fit(
     """
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', not {scheduler_interval!r}")
-    device = torch.device(device) if device is not None else pick_device()
+    device = torch.device(device) if device is not None else runtime.pick_device()
     amp = device.type == "cuda" if amp is None else amp
     channels_last = device.type == "cuda" if channels_last is None else channels_last
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -234,7 +185,7 @@ def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
              loss_fn: Callable | None = None, amp: bool | None = None) -> dict:
-    """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapters 3–4).
+    """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapter 3).
 
     Runs in eval mode under ``torch.inference_mode()`` on ``device`` (default:
     where the model already is).
@@ -248,17 +199,3 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     if seen == 0:
         raise ValueError("the loader gave no usable batch")
     return {"loss": loss_sum / seen, "acc": correct / seen, "n": seen}
-
-
-def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-            amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(predicted labels, softmax probabilities, true labels)`` over ``loader``, on the CPU (chapters 2–4)."""
-    preds, probs, labels = [], [], []
-    for logits, y in _batches(model, loader, device, amp):
-        p = logits.softmax(1)
-        probs.append(p.cpu())
-        preds.append(p.argmax(1).cpu())
-        labels.append(y.cpu())
-    if not labels:
-        raise ValueError("the loader gave no usable batch")
-    return torch.cat(preds), torch.cat(probs), torch.cat(labels)

@@ -22,7 +22,7 @@ Prediction = Sequence[tuple[str, float]]
 
 
 def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
-    """``[(file name, content), ...]`` from a ``FileUpload.value`` of ipywidgets 7 or 8 (chapters 1 and 4).
+    """``[(file name, content), ...]`` from a ``FileUpload.value`` of ipywidgets 7 or 8 (chapters 1 and 4, indirectly).
 
     ipywidgets 8 gives a tuple of dicts, ``{"name": ..., "content": memoryview, ...}``;
     ipywidgets 7 (Google Colab) a dict ``{name: {"metadata": {"name": ...}, "content": bytes}}``.
@@ -37,7 +37,7 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
 
 def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object], Prediction],
                         title: str = "", allow_upload: bool = True) -> w.Widget:
-    """Pick a photo (or upload one) and see its top-k predictions as bars.
+    """Pick a photo (or upload one) and see its top-k predictions as bars (chapters 1 and 4).
 
     ``photos`` maps a display name to a PIL image; ``predict(image)`` returns
     ``[(label, probability), ...]``, best first.  Chapter 1 passes ImageNet
@@ -110,7 +110,8 @@ def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], 
     return w.VBox([w.HBox(controls), out])
 
 
-def unfreeze_explorer(model, head: str | None = None) -> w.Widget:
+
+def unfreeze_explorer(model, head_name: str | None = None) -> w.Widget:
     """A slider for how many blocks to unfreeze, showing which train and how many parameters (chapter 3).
 
     It only reads the model's structure (:func:`tlhelpers.surgery.blocks`, the
@@ -119,7 +120,7 @@ def unfreeze_explorer(model, head: str | None = None) -> w.Widget:
     """
     from tlhelpers import surgery
 
-    all_blocks = surgery.blocks(model, head=head)
+    all_blocks = surgery.blocks(model, head_name=head_name)
     sizes = {block.name: sum(p.numel() for n, p in model.named_parameters() if block.owns(n)) for block in all_blocks}
     total = sum(sizes.values())
     slider = w.IntSlider(value=1, min=0, max=len(all_blocks) - 1, description="Unfreeze:",

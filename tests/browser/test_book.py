@@ -333,7 +333,8 @@ def _check_math(page) -> list[str]:
     formulas = page.locator("main .math").count()
     if not formulas:
         return []
-    script = "document.querySelectorAll('main .math').length === document.querySelectorAll('main .math mjx-container').length"
+    script = ("document.querySelectorAll('main .math').length === "
+              "document.querySelectorAll('main .math mjx-container').length")
     try:
         page.wait_for_function(script, timeout=20_000)
     except Exception:  # noqa: BLE001 - reported below
