@@ -418,7 +418,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
         for name in INFERENCE_MODELS:
             architecture = zoo.architecture(name).eval()
             backbone = zoo.Backbone(name=name, requested=name, model=architecture, transforms=transform_for(name),
-                                    categories=[], source=f"{name} with random weights", head=head_name(name))
+                                    categories=[], source=f"{name} with random weights", head_name=head_name(name))
             head = nn.Linear(architecture.get_submodule(head_name(name)).in_features, 3).eval()
             trained = classifier.Classifier(backbone, head, ["cats", "dogs", "panda"])
             files = {"fp32": export.to_onnx(trained, Path(folder) / f"{name}.onnx")}

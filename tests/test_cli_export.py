@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from test_classifier import CLASSES, noise_picture, random_head
+from test_data import make_dataset
 
 from tlhelpers import cli, onnx_inference, zoo
 from tlhelpers.classifier import Classifier
-from test_classifier import CLASSES, noise_picture, random_head
-from test_data import make_dataset
 
 LINE = re.compile(r"^(?P<path>.+): (?P<best>\w+) \((?P<p>[\d.]+)%\)(; (?P<others>.*))?$")
 
@@ -49,8 +49,8 @@ def test_predict_with_the_onnx_file_agrees_with_the_pytorch_file(model_file, fp3
     assert header == f"Backbone: {zoo.load('efficientnet_lite0').source} [ONNX, fp32]"
     _, from_torch = predictions([model_file, *photos], capsys)
     assert from_onnx == from_torch and len(from_onnx) == len(photos)
-    probabilities = onnx_inference.OnnxClassifier(fp32_file).predict(photos)
-    expected = Classifier.load(model_file).predict(photos)
+    probabilities = onnx_inference.OnnxClassifier(fp32_file).rank(photos)
+    expected = Classifier.load(model_file).rank(photos)
     for ours, theirs in zip(probabilities, expected):
         assert [n for n, _ in ours] == [n for n, _ in theirs]
         assert max(abs(p - q) for (_, p), (_, q) in zip(ours, theirs)) < 1e-4

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import torch
+from test_data import BAD_MAKERS, make_dataset
 
 from tlhelpers import cli, recipe, zoo
 from tlhelpers.classifier import Classifier
-from test_data import BAD_MAKERS, make_dataset
 
 PER_CLASS = {"cats": 6, "dogs": 6, "panda": 6}
 
@@ -187,7 +187,8 @@ def test_python_dash_m_train_smoke(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tlhelpers", "train", str(folder), "-o", str(tmp_path / "m.pt")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: {folder} cannot be trained on: no usable image in class dogs."]
+    expected = f"error: {folder} cannot be trained on: no usable image in class dogs."
+    assert result.stderr.strip().splitlines() == [expected]
     assert "Traceback" not in result.stderr
 
 

@@ -1,4 +1,4 @@
-"""Tests of tlhelpers.export (ONNX export, int8 quantization) and tlhelpers.onnx_inference (running it without torch)."""
+"""Tests of tlhelpers.export (ONNX export, int8) and tlhelpers.onnx_inference (running it without torch)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import onnx
 import pytest
 import torch
 from PIL import Image
+from test_classifier import noise_picture
 from torch import nn
-from torchvision.transforms._presets import ImageClassification
 
 from tlhelpers import export, onnx_inference, zoo
 from tlhelpers.classifier import Classifier
-from test_classifier import noise_picture
 
 CLASSES = ["cats", "dogs", "panda"]
 
@@ -32,9 +31,8 @@ def tiny_classifier(seed: int = 0) -> Classifier:
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1000),
         ).eval()
         head = nn.Linear(32, len(CLASSES)).eval()
-    backbone = zoo.Backbone(name="tiny", requested="tiny", model=model, head="7", categories=[],
-                            transforms=ImageClassification(crop_size=32, resize_size=36, mean=(0.5, 0.4, 0.3),
-                                                           std=(0.2, 0.25, 0.3)),
+    backbone = zoo.Backbone(name="tiny", requested="tiny", model=model, head_name="7", categories=[],
+                            transforms=zoo.preset(32, 36, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)),
                             source="a tiny test network")
     return Classifier(backbone, head, CLASSES)
 
@@ -120,7 +118,7 @@ def test_numpy_preprocessing_is_torchvisions(tiny, size):
     settings = json.loads(export.metadata(tiny)["tlhelpers.preprocessing"])
     if size == (20, 10):  # smaller than the crop after resizing: padded with zeros, like torchvision
         settings["resize_size"] = [20]
-        transforms = ImageClassification(crop_size=32, resize_size=20, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+        transforms = zoo.preset(32, 20, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     else:
         transforms = tiny.backbone.transforms
     np.testing.assert_allclose(onnx_inference.preprocess(image, settings), transforms(image).numpy(), atol=1e-6)
@@ -128,12 +126,12 @@ def test_numpy_preprocessing_is_torchvisions(tiny, size):
 
 def test_reference_predictor_ranks_every_class(exported, tiny):
     images = pictures(3)
-    onnx_ranked = onnx_inference.OnnxClassifier(exported, threads=1).predict(images)
-    torch_ranked = tiny.predict(images)
+    onnx_ranked = onnx_inference.OnnxClassifier(exported, threads=1).rank(images)
+    torch_ranked = tiny.rank(images)
     for ours, theirs in zip(onnx_ranked, torch_ranked):
         assert [name for name, _ in ours] == [name for name, _ in theirs]
         np.testing.assert_allclose([p for _, p in ours], [p for _, p in theirs], atol=1e-5)
-    assert [len(r) for r in onnx_inference.OnnxClassifier(exported).predict(images, k=1)] == [1, 1, 1]
+    assert [len(r) for r in onnx_inference.OnnxClassifier(exported).rank(images, k=1)] == [1, 1, 1]
 
 
 def test_reference_predictor_reads_files_and_never_imports_torch(exported, tmp_path):
@@ -143,7 +141,7 @@ def test_reference_predictor_reads_files_and_never_imports_torch(exported, tmp_p
         import sys
         from tlhelpers import onnx_inference
         model = onnx_inference.OnnxClassifier({str(exported)!r})
-        ranked = model.predict([{str(photo)!r}])
+        ranked = model.rank([{str(photo)!r}])
         assert sorted(name for name, _ in ranked[0]) == {sorted(CLASSES)!r}
         assert "torch" not in sys.modules, "the reference predictor imported torch"
         print("ok")

@@ -16,6 +16,9 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ as a script's siblings
+from patient_kernel import patient_kernel_manager  # noqa: E402
+
 
 def execute(path: Path) -> float:
     notebook = nbformat.read(path, as_version=4)
@@ -25,6 +28,7 @@ def execute(path: Path) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         store_widget_state=True,  # widgets render in the static HTML book
+        kernel_manager_class=patient_kernel_manager(),  # no cell waits out its timeout
     )
     start = time.perf_counter()
     try:

@@ -68,6 +68,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ as a script's siblings
+from patient_kernel import patient_kernel_manager  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SHARED_DATA = ROOT.parent / "shared" / "data"  # the Makefile's default TLHELPERS_DATA
@@ -311,54 +314,10 @@ def check_executed(executed, completed: bool) -> tuple[list[Failure], list[str]]
 
 
 CHILD_FLAG = "--papermill-child"  # internal: this script, run as the papermill process of one notebook
-POLL_S = 1.0
-
-
 def papermill_command(source: Path, output: Path, budget: str, cwd: Path, timeout: int) -> list[str]:
     """The child process that executes one notebook: this script with :data:`CHILD_FLAG`."""
     return [sys.executable, str(Path(__file__).resolve()), CHILD_FLAG, str(source), str(output), budget,
             str(cwd), str(timeout)]
-
-
-def patient_kernel_manager():
-    """jupyter_client's async kernel manager whose clients poll their sockets at least once a second.
-
-    nbclient waits for a cell's ``execute_reply`` with one ``poll`` as long as
-    the cell timeout.  When the event loop misses the socket's wake-up (seen
-    here after cells that display ipywidgets, nbclient issue #312), the reply
-    that is already there is only read when that poll times out: the cell
-    "runs" for the whole timeout, 600 s, and then passes.  Polling in slices of
-    :data:`POLL_S` reads it at most a second late; the overall timeout is kept.
-    """
-    from queue import Empty
-
-    from jupyter_client.asynchronous import AsyncKernelClient
-    from jupyter_client.channels import AsyncZMQSocketChannel
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import Type, default
-
-    class PatientChannel(AsyncZMQSocketChannel):
-        async def get_msg(self, timeout: float | None = None):
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                step = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
-                try:
-                    return await super().get_msg(timeout=step)
-                except Empty:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise
-
-    class PatientKernelClient(AsyncKernelClient):
-        shell_channel_class = Type(PatientChannel)
-        iopub_channel_class = Type(PatientChannel)
-        control_channel_class = Type(PatientChannel)
-
-    class PatientKernelManager(AsyncKernelManager):
-        @default("client_factory")
-        def _patient_client_factory(self):
-            return PatientKernelClient
-
-    return PatientKernelManager
 
 
 def papermill_child(argv: list[str]) -> int:

@@ -38,11 +38,11 @@ def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-def top_blocks(model: nn.Module, k: int, head: str | None = None) -> list[surgery.Block]:
-    """The last ``k`` blocks before the head, and the head, input side first (chapter 5)."""
+def top_blocks(model: nn.Module, k: int, head_name: str | None = None) -> list[surgery.Block]:
+    """The last ``k`` blocks before the head, and the head, input side first (chapter 5, indirectly)."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    head = head or surgery.find_head(model)
+    head = head_name or surgery.find_head_name(model)
     body = [block for block in surgery.blocks(model, head) if block.prefixes != (head,)]
     if k > len(body):
         raise ValueError(f"k={k}, but {type(model).__name__} has only {len(body)} blocks before its head")
@@ -77,12 +77,12 @@ def _candidates(model: nn.Module, head: str) -> set[str]:
     return names
 
 
-def split_point(model: nn.Module, k: int, head: str | None = None) -> str:
-    """Name of the module whose input :func:`activations` caches: the first of the last ``k`` blocks."""
-    return top_blocks(model, k, head)[0].prefixes[0]
+def split_point(model: nn.Module, k: int, head_name: str | None = None) -> str:
+    """Name of the module whose input :func:`activations` caches: the first of the last ``k`` blocks (chapter 5)."""
+    return top_blocks(model, k, head_name)[0].prefixes[0]
 
 
-def activations(model: nn.Module, batches: Iterable, k: int, head: str | None = None,
+def activations(model: nn.Module, batches: Iterable, k: int, head_name: str | None = None,
                 device: torch.device | str | None = None) -> TensorDataset:
     """``TensorDataset(activations, labels)``: what enters the last ``k`` blocks, for every photo (chapter 5).
 
@@ -91,7 +91,7 @@ def activations(model: nn.Module, batches: Iterable, k: int, head: str | None = 
     ``torch.inference_mode()`` and stops at the split, so the top is never
     computed.  The activations come back on the CPU, in float32.
     """
-    start = split_point(model, k, head)
+    start = split_point(model, k, head_name)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).eval()
     captured: list[torch.Tensor] = []
@@ -120,7 +120,7 @@ def activations(model: nn.Module, batches: Iterable, k: int, head: str | None = 
     return TensorDataset(torch.cat(xs), torch.cat(ys))
 
 
-def top_model(model: nn.Module, k: int, example: torch.Tensor, head: str | None = None,
+def top_model(model: nn.Module, k: int, example: torch.Tensor, head_name: str | None = None,
               atol: float = 1e-4) -> nn.Module:
     """A copy of ``model`` that maps :func:`activations` to the model's outputs (chapter 5).
 
@@ -132,7 +132,7 @@ def top_model(model: nn.Module, k: int, example: torch.Tensor, head: str | None 
     against ``model``'s (``ValueError`` when they differ by more than ``atol``).
     ``model`` is not changed.
     """
-    head = head or surgery.find_head(model)
+    head = head_name or surgery.find_head_name(model)
     keep = [prefix for block in top_blocks(model, k, head) for prefix in block.prefixes]
     top = copy.deepcopy(model).cpu()
     example = example.cpu()

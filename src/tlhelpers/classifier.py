@@ -75,7 +75,7 @@ def _picture(item) -> Image.Image:
 
 @dataclass(eq=False)
 class Classifier:
-    """A pretrained zoo backbone with a linear head trained on its pooled features (chapters 2 and 4).
+    """A pretrained zoo backbone with a linear head trained on its pooled features (chapters 2, 4 and 7).
 
     ``backbone`` is the :class:`tlhelpers.zoo.Backbone` whose features the head
     was trained on (``backbone.name`` is the model that ran, ``requested`` the

@@ -8,7 +8,8 @@ Commands:
 
 ``predict MODEL IMAGE [IMAGE ...] [--top K]``
     classify photos with a file written by :meth:`tlhelpers.classifier.Classifier.save`
-    (chapter 4) or an ONNX file written by ``export`` (chapter 7); exit status 0 when every image was classified, 1 when some could not
+    (chapter 4) or an ONNX file written by ``export`` (chapter 7);
+    exit status 0 when every image was classified, 1 when some could not
     be read, 2 when MODEL cannot be used.
 
 ``train FOLDER [-o MODEL] [--backbone NAME] …``
@@ -279,7 +280,9 @@ def run_export(args: argparse.Namespace) -> int:
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
     try:
-        import onnx, onnxruntime, onnxscript  # noqa: F401, E401  (imported lazily by the export itself)
+        import onnx  # noqa: F401  (each imported lazily by the export itself)
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
 
         from tlhelpers import export
     except ImportError as error:

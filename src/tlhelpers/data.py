@@ -183,7 +183,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
 
 
 def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path:
-    """The folder of the dataset ``name``, found in a fixed order (chapters 1–4).
+    """The folder of the dataset ``name``, found in a fixed order (chapters 1–7).
 
     1. ``path`` when given: that folder, or ``path/name``.  An explicit path is
        never silently replaced by another place: if it is not a dataset folder,
@@ -290,7 +290,7 @@ def _reason(error: BaseException) -> str:
 
 
 def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
-    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1 and 4).
+    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1, 4 and 6).
 
     Every picture of the package is read with it.  Greyscale, palette,
     CMYK and 16-bit images become RGB (16-bit values are scaled, not clipped);
@@ -364,7 +364,7 @@ class ImageSet:
 
 
 def scan(root: str | os.PathLike) -> ImageSet:
-    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–4).
+    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–7).
 
     Classes are sorted by folder name and files by name; images are recognised
     by extension (any case, see ``IMAGE_EXTENSIONS``); hidden files and
@@ -404,7 +404,7 @@ def _class_permutation(images: ImageSet, label: int, seed: int, stream: int) -> 
 
 
 def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, ImageSet]:
-    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed (chapters 2–4).
+    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed (chapters 2–7).
 
     Each class is divided in the proportions ``val`` and ``test`` (rounded per
     class); the rest is for training.  The parts are disjoint, cover every
@@ -424,7 +424,7 @@ def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0
 
 
 def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
-    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–4).
+    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–7).
 
     The draws are nested: for one seed, the 5-per-class set is contained in
     the 10-per-class set, so a learning curve over n compares like with like.

@@ -57,7 +57,7 @@ def _set_metadata(model, values: dict[str, str]) -> None:
 
 
 def metadata(clf: Classifier, variant: str = "fp32") -> dict[str, str]:
-    """What :mod:`tlhelpers.onnx_inference` needs to run the exported ``clf``, as ONNX metadata strings (chapter 7)."""
+    """What :mod:`tlhelpers.onnx_inference` needs to run ``clf``, as ONNX metadata (chapter 7, indirectly)."""
     return {
         "tlhelpers.format": onnx_inference.FORMAT,
         "tlhelpers.classes": json.dumps(list(clf.classes)),
@@ -95,7 +95,7 @@ def to_onnx(clf: Classifier, path: str | os.PathLike, opset: int | None = None) 
 
 
 class PhotoCalibration:
-    """Calibration batches for static quantization: photos prepared as the model's metadata says (chapter 7).
+    """Calibration batches for static int8: photos prepared as the metadata says (chapter 7, indirectly).
 
     An ``onnxruntime.quantization.CalibrationDataReader``: ``get_next()``
     gives ``{"image": batch}`` for ``batch_size`` photos at a time, then
@@ -120,7 +120,8 @@ class PhotoCalibration:
             return None
         chunk = self.photos[self._start:self._start + self.batch_size]
         self._start += self.batch_size
-        return {INPUT: np.stack([onnx_inference.preprocess(onnx_inference.read_rgb(p), self.preprocessing) for p in chunk])}
+        prepare = onnx_inference.preprocess
+        return {INPUT: np.stack([prepare(onnx_inference.read_rgb(p), self.preprocessing) for p in chunk])}
 
 
 def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static",
@@ -133,8 +134,8 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
     images), in ONNX's QDQ format.  Both first run onnxruntime's
     ``quant_pre_process`` (shape inference and graph clean-up).
     """
-    from onnxruntime import quantization as q
     import onnx
+    from onnxruntime import quantization as q
 
     if mode not in ("dynamic", "static"):
         raise ValueError(f"mode must be 'dynamic' or 'static', not {mode!r}")
@@ -166,7 +167,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
 
 
 def is_exported_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an ONNX file written by :func:`to_onnx` or :func:`quantize` (chapter 7)."""
+    """Whether ``path`` is an ONNX file written by :func:`to_onnx` or :func:`quantize` (chapter 7, indirectly)."""
     try:
         onnx_inference.read_metadata(path)
     except onnx_inference.OnnxFileError:

@@ -64,7 +64,7 @@ class FeatureCacheWarning(UserWarning):
 
 @dataclass(repr=False)
 class FeatureSet:
-    """Backbone features of a set of images (chapter 4, indirectly).
+    """Backbone features of a set of images (chapter 4, indirectly) (chapter 6).
 
     ``features[i]`` (float32, N × D) and ``labels[i]`` (long) belong to
     ``files[i]``, a path relative to ``root``, in the order of the
@@ -134,7 +134,7 @@ class FeatureSet:
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
-    """What the head of ``model`` receives for the batch ``x``, as N × D (chapters 2–4, via :func:`extract`).
+    """What the head of ``model`` receives for the batch ``x``, as N × D (chapter 6).
 
     ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
     ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
@@ -291,7 +291,7 @@ def extract(
     num_workers: int = 0,
     progress: bool = True,
 ) -> FeatureSet:
-    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–4).
+    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–7).
 
     ``model`` is an ``nn.Module`` or a :class:`tlhelpers.zoo.Backbone`, whose
     ``transforms``, ``name`` and ``head_name`` are then the defaults of

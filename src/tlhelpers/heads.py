@@ -60,7 +60,7 @@ def fit_linear(
     batch_size: int = 64,
     seed: int = 0,
 ) -> tuple[nn.Linear, History]:
-    """Train ``nn.Linear(D, classes)`` on stored features, on the CPU in seconds (chapters 2–4).
+    """Train ``nn.Linear(D, classes)`` on stored features, on the CPU in seconds (chapters 2–7).
 
     Mini-batch cross-entropy with Adam (or SGD with ``momentum``) through
     :func:`tlhelpers.train.fit`; the initial weights and the batch order come
@@ -101,7 +101,7 @@ def _one_thread():
 
 
 def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> nn.Linear:
-    """A linear head set from class prototypes instead of trained: *weight imprinting* (chapter 4).
+    """A linear head set from class prototypes instead of trained: *weight imprinting* (chapters 4 and 6).
 
     Features are centred (on ``center``, by default the mean of
     ``train_features``) and scaled to unit length; each class's weight vector
@@ -131,7 +131,7 @@ def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> n
 
 
 def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs`` (chapters 2 and 4)."""
+    """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs`` (chapters 2, 4 and 6)."""
     head.eval()
     with torch.inference_mode():
         probabilities = head(fs.features.float()).softmax(1)
@@ -139,7 +139,7 @@ def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor
 
 
 def evaluate(head: nn.Module, fs: FeatureSet) -> dict:
-    """Mean loss and accuracy of ``head`` on the features ``fs``: ``{"loss", "acc", "n"}`` (chapters 2–4).
+    """Mean loss and accuracy of ``head`` on the features ``fs``: ``{"loss", "acc", "n"}`` (chapters 2–6).
 
     ``acc`` is the share classified correctly, in [0, 1].
     """

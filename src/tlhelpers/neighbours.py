@@ -89,7 +89,7 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor,
             center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query, its most similar key: ``(similarity, index)`` (chapter 6's leakage check)."""
+    """For each query, its most similar key: ``(similarity, index)`` (chapter 6's leakage check) (chapters 4 and 6)."""
     sims, idx = search(queries, keys, 1, center=center)
     return sims[:, 0], idx[:, 0]
 
@@ -120,7 +120,7 @@ def duplicate_pairs(features: torch.Tensor, threshold: float, center: torch.Tens
 
 
 def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:
-    """Share of the exact ``k`` nearest neighbours that an approximate search found, in [0, 1] (chapter 6).
+    """Share of the exact ``k`` nearest neighbours that an approximate search found, in [0, 1] (chapter 6, indirectly).
 
     ``found`` and ``exact`` are index tensors of shape (queries, k); ``-1``
     (an approximate index that found fewer than ``k``) never counts as found.

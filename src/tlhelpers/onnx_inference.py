@@ -37,7 +37,10 @@ class OnnxFileError(RuntimeError):
 
 
 def read_rgb(item) -> Image.Image:
-    """A path or PIL image as an upright RGB picture (EXIF orientation applied; transparency on white) (chapter 7)."""
+    """A path or PIL image as an upright RGB picture (chapter 7, indirectly).
+
+    EXIF orientation is applied; transparency becomes white.
+    """
     if isinstance(item, Image.Image):
         image = item
     else:
@@ -55,7 +58,7 @@ def _size(value) -> int:
 
 
 def preprocess(image: Image.Image, preprocessing: dict) -> np.ndarray:
-    """One RGB picture as the network's float32 ``3 × H × W`` input, as torchvision prepares it (chapter 7).
+    """One RGB picture as the network's float32 ``3 × H × W`` input, as torchvision prepares it (chapter 7, indirectly).
 
     Resize so that the shorter side is ``resize_size`` (the longer one is
     scaled and rounded down, as torchvision does), cut the centre
@@ -129,8 +132,8 @@ def _metadata(session, path: Path) -> dict:
 class OnnxClassifier:
     """An exported classifier run by onnxruntime on the CPU: the reference predictor (chapter 7).
 
-    ``OnnxClassifier(path).predict(images)`` gives what
-    :meth:`tlhelpers.classifier.Classifier.predict` gives for the PyTorch model:
+    ``OnnxClassifier(path).rank(images)`` gives what
+    :meth:`tlhelpers.classifier.Classifier.rank` gives for the PyTorch model:
     ``[(class, probability), …]`` per image, most likely first.  ``threads``
     limits onnxruntime's threads (default: its own choice).
     """
@@ -157,7 +160,7 @@ class OnnxClassifier:
         """The network's class scores for a prepared batch (``N × classes``)."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    def predict(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    def rank(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k``."""
         if isinstance(images, (str, os.PathLike, Image.Image)):
             images = [images]

@@ -40,7 +40,7 @@ def to_image(x) -> np.ndarray:
 
 def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 4,
                size: float = 2.6, title_colors: Sequence[str] | None = None, suptitle: str | None = None):
-    """Photos in a grid with a title under each (chapter 4)."""
+    """Photos in a grid with a title under each (chapters 4–6)."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.08), squeeze=False)
@@ -168,7 +168,7 @@ def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str
 
 def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",),
                   digits: int = 1) -> str:
-    """A Markdown table of mean ± standard deviation per group (chapters 3 and 4).
+    """A Markdown table of mean ± standard deviation per group (chapters 3–5).
 
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
     groups keep their order of first appearance.  Metrics ending in ``acc``

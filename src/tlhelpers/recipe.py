@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tlhelpers import classifier, data, features, zoo
+from tlhelpers import classifier, data, features, heads, zoo
 
 DEFAULT_BACKBONE = "resnet18"
 MIN_STEPS = 300
@@ -41,7 +41,7 @@ class FolderNotUsable(ValueError):
 
 @dataclass
 class TrainingResult:
-    """What :func:`train_on_folder` produced (chapter 7).
+    """What :func:`train_on_folder` produced (chapter 7, indirectly).
 
     ``accuracy`` maps ``"validation"``/``"test"`` to a share in [0, 1], or to
     ``None`` when that split is empty (classes too small to hold photos back);
@@ -59,7 +59,7 @@ class TrainingResult:
 
 
 def usable_images(report: data.CheckReport) -> data.ImageSet:
-    """The files of a usable folder that :func:`tlhelpers.data.check` could open, as an ``ImageSet`` (chapter 7)."""
+    """The files :func:`tlhelpers.data.check` could open, as an ``ImageSet`` (chapter 7, indirectly)."""
     if not report.usable:
         raise FolderNotUsable(report)
     images = data.scan(report.root)
@@ -69,20 +69,20 @@ def usable_images(report: data.CheckReport) -> data.ImageSet:
 
 
 def load_backbone(name: str | None) -> zoo.Backbone:
-    """``name``'s backbone; ``None`` means the best one available: ResNet-18, else the packaged fallback (chapter 7)."""
+    """``name``'s backbone; ``None``: ResNet-18, else the packaged fallback (chapter 7, indirectly)."""
     if name is None:
         return zoo.load(DEFAULT_BACKBONE, fallback=zoo.FALLBACK)
     return zoo.load(name)
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Counts of (true class, predicted class) pairs as an ``n_classes × n_classes`` tensor (chapter 7)."""
+    """Counts of (true class, predicted class) pairs as an ``n_classes × n_classes`` tensor (chapter 7, indirectly)."""
     index = labels.long() * n_classes + predictions.long()
     return torch.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def format_confusion(matrix: torch.Tensor, classes: list[str]) -> str:
-    """A confusion matrix as a text table: one row per true class, one column per predicted class (chapter 7)."""
+    """A confusion matrix as text: a row per true class, a column per prediction (chapter 7, indirectly)."""
     corner = "true \\ predicted"
     first = max(len(corner), *(len(name) for name in classes))
     width = max([len(name) for name in classes] + [len(str(int(v))) for v in matrix.flatten()])
@@ -105,7 +105,7 @@ def train_on_folder(
     progress: bool = True,
     report: data.CheckReport | None = None,
 ) -> TrainingResult:
-    """Check, split, extract features, train a linear head and measure it, for a folder of class subfolders (chapter 7).
+    """Check, split, extract, train a linear head and measure it, for a class-per-folder tree (chapter 7, indirectly).
 
     ``backbone`` is a zoo name, a loaded :class:`~tlhelpers.zoo.Backbone`, or
     ``None`` for :func:`load_backbone`'s default.  ``report`` is the folder's
@@ -122,13 +122,13 @@ def train_on_folder(
         backbone = load_backbone(backbone)
     feats = features.extract(backbone, images, cache=cache, cache_dir=cache_dir, progress=progress)
     train_fs = feats.select(splits["train"])
-    missing = [name for name, count in zip(images.classes, torch.bincount(train_fs.labels, minlength=len(images.classes)))
+    counts = torch.bincount(train_fs.labels, minlength=len(images.classes))
+    missing = [name for name, count in zip(images.classes, counts)
                if count == 0]
     if missing:  # every photo of a class was readable by check() but not by the backbone's loader
         raise ValueError(f"no training photo of class {', '.join(missing)} could be read")
     steps_per_epoch = math.ceil(len(train_fs) / 64)
-    head, _ = features.train_linear_head(train_fs, epochs=max(30, math.ceil(MIN_STEPS / steps_per_epoch)),
-                                         lr=lr, seed=seed)
+    head, _ = heads.fit_linear(train_fs, epochs=max(30, math.ceil(MIN_STEPS / steps_per_epoch)), lr=lr, seed=seed)
     accuracy: dict[str, float | None] = {}
     confusion: dict[str, torch.Tensor] = {}
     n = len(images.classes)
@@ -153,7 +153,7 @@ def train_on_folder(
 
 
 def is_classifier_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save` (chapter 7)."""
+    """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save` (chapter 7, indirectly)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # not a torch file, truncated, unreadable …
@@ -162,7 +162,7 @@ def is_classifier_file(path: str | os.PathLike) -> bool:
 
 
 def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_classifier_file) -> str | None:
-    """Why a file cannot be written to ``path``, or ``None`` when it can (chapter 7).
+    """Why a file cannot be written to ``path``, or ``None`` when it can (chapter 7, indirectly).
 
     An existing file is replaced only when ``kind(path)`` says tlhelpers wrote
     it (by default: a classifier file), or with ``overwrite=True``.  The folder

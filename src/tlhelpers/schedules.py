@@ -31,19 +31,25 @@ def _check(total_steps: int) -> None:
 
 
 def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> lr_scheduler.LRScheduler:
-    """The learning rate stays where the optimizer set it (chapter 5)."""
+    """The learning rate stays where the optimizer set it (chapter 5, indirectly)."""
     _check(total_steps)
     return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
                   warmup: float = 0.1) -> lr_scheduler.LRScheduler:
-    """Linear warm-up over the first ``warmup`` fraction of the steps (at least one), then cosine decay to 0 (chapter 5)."""
+    """Linear warm-up, then cosine decay to 0 (chapter 5).
+
+    The warm-up takes the first ``warmup`` fraction of the steps (at least one).
+    """
     _check(total_steps)
     if not 0 <= warmup < 1:
         raise ValueError(f"warmup must be a fraction in [0, 1), got {warmup}")
     warm = max(1, round(warmup * total_steps)) if total_steps > 1 else 0
-    cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps - warm)))
+
+    def cosine(step):
+        return 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps - warm)))
+
     # One LambdaLR rather than SequentialLR: the same curve, without its warnings.
     return lr_scheduler.LambdaLR(optimizer, lambda step: (0.01 + 0.99 * step / warm) if step < warm
                                  else cosine(step - warm))
@@ -51,7 +57,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
 
 def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int,
               pct_start: float = 0.3) -> lr_scheduler.LRScheduler:
-    """``OneCycleLR`` peaking at each parameter group's current learning rate (chapter 5)."""
+    """``OneCycleLR`` peaking at each parameter group's current learning rate (chapter 5, indirectly)."""
     _check(total_steps)
     peaks = [group["lr"] for group in optimizer.param_groups]
     return lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)

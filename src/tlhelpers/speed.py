@@ -30,7 +30,7 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
 
 
 def latency(predict: Callable, batch, repeats: int = 10, warmup: int = 2) -> float:
-    """Median seconds of ``predict(batch)`` (pass a batch of one photo for latency at batch 1; chapter 7)."""
+    """Median seconds of ``predict(batch)`` (chapter 7); a batch of one photo gives the latency at batch 1."""
     return _median_seconds(lambda: predict(batch), repeats, warmup)
 
 

@@ -61,7 +61,7 @@ def find_head_name(model: nn.Module) -> str:
 
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Linear:
-    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapters 2 and 3).
+    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapters 2, 3 and 5).
 
     ``head_name`` is the dotted name of the layer to replace (default: :func:`find_head_name`);
     paths through Sequential indices such as ``"classifier.6"`` work.  The new
@@ -234,7 +234,7 @@ def blocks(model: nn.Module, head_name: str | None = None) -> list[Block]:
 
 
 def unfreeze_last(model: nn.Module, k: int, head_name: str | None = None) -> list[str]:
-    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapters 2 and 3).
+    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapters 2, 3 and 5).
 
     ``k=0`` trains the head only; ``k`` larger than the number of blocks
     unfreezes everything.  Returns the names of the trainable blocks, input
@@ -319,7 +319,7 @@ class SummaryRow:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter values (all, or only those with ``requires_grad``) (chapters 2–3)."""
+    """Number of parameter values (all, or only those with ``requires_grad``) (chapters 2, 3 and 5)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -362,7 +362,7 @@ def _percent(part: int, whole: int) -> str:
 
 
 def param_groups(model: nn.Module, head_lr: float, body_lr: float, head_name: str | None = None) -> list[dict]:
-    """Optimizer parameter groups with one learning rate for the head and another for the rest (chapter 3).
+    """Optimizer parameter groups with one learning rate for the head and another for the rest (chapters 3 and 5).
 
     Discriminative learning rates, as in fastai's ``fine_tune``: the pretrained
     body moves slowly, the new head quickly.  Only trainable parameters are

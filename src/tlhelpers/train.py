@@ -92,7 +92,7 @@ def fit(
     frozen_bn_eval: bool = True,
     progress: bool = True,
 ) -> History:
-    """Train ``model`` for ``epochs`` and return its :class:`History` (chapter 3).
+    """Train ``model`` for ``epochs`` and return its :class:`History` (chapters 3 and 5).
 
     * ``optimizer``: any optimizer over the model's parameters (e.g. with
       :func:`tlhelpers.surgery.param_groups`); by default ``Adam(lr=lr)`` over
@@ -185,7 +185,7 @@ def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[
 
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
              loss_fn: Callable | None = None, amp: bool | None = None) -> dict:
-    """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapter 3).
+    """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapters 3 and 5).
 
     Runs in eval mode under ``torch.inference_mode()`` on ``device`` (default:
     where the model already is).

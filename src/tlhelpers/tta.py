@@ -12,8 +12,8 @@ def flip_predict(model: nn.Module, loader: Iterable, device: torch.device | str 
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(predicted labels, probabilities, true labels)`` from the mean softmax of each photo and its flip (chapter 5).
 
-    Like :func:`tlhelpers.train.predict`, with every batch ``(images,
-    labels, ...)`` passed twice: as it is and mirrored left to right.  Runs in
+    Every batch ``(images, labels, ...)`` of ``loader`` is passed twice: as it
+    is and mirrored left to right.  Runs in
     eval mode under ``torch.inference_mode()``; results on the CPU.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -1,4 +1,4 @@
-"""Gradual unfreezing: train the head on a frozen body first, then everything with discriminative learning rates (chapter 5).
+"""Gradual unfreezing: the head on a frozen body first, then all with discriminative learning rates (chapter 5).
 
 This is fastai's ``fine_tune`` recipe (Howard & Ruder, 2018).  A new head
 starts from random weights, so its first gradients are large and noisy;
@@ -19,13 +19,13 @@ from tlhelpers import surgery, train
 from tlhelpers.schedules import Builder
 
 
-def stage_groups(model: nn.Module, head: str | None = None) -> dict[str, list]:
+def stage_groups(model: nn.Module, head_name: str | None = None) -> dict[str, list]:
     """The trainable parameters of ``model``, split into ``{"head": [...], "body": [...]}`` (chapter 5).
 
     ``body`` holds what is trainable now outside the head: the layers that
     :func:`gradual_fit` keeps frozen in its first stage.
     """
-    head = head or surgery.find_head(model)
+    head = head_name or surgery.find_head_name(model)
     groups = {"head": [], "body": []}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
@@ -40,7 +40,7 @@ def _steps(loader: Iterable, epochs: int) -> int:
 
 
 def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs: int, epochs: int,
-                head_lr: float, body_lr: float, head: str | None = None, schedule: Builder | None = None,
+                head_lr: float, body_lr: float, head_name: str | None = None, schedule: Builder | None = None,
                 **fit_kwargs) -> train.History:
     """Train the head alone for ``head_epochs``, then head and body for the rest of ``epochs`` (chapter 5).
 
@@ -55,7 +55,7 @@ def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs:
     """
     if not 0 <= head_epochs <= epochs:
         raise ValueError(f"need 0 <= head_epochs <= epochs, got {head_epochs} and {epochs}")
-    groups = stage_groups(model, head)
+    groups = stage_groups(model, head_name)
     history = train.History()
     stages = [(head_epochs, [{"params": groups["head"], "lr": head_lr}]),
               (epochs - head_epochs, [{"params": groups["head"], "lr": head_lr, "name": "head"},

@@ -28,7 +28,7 @@ TRAINING_POINTS_PER_LIST = 39  # faiss asks for at least this many k-means point
 
 def synthetic_features(n: int, dim: int = 512, clusters: int = 1000, spread: float = 0.5,
                        seed: int = 0) -> torch.Tensor:
-    """``n`` unit-length vectors drawn around ``clusters`` random centres (chapter 6).
+    """``n`` unit-length vectors drawn around ``clusters`` random centres (chapter 6, indirectly).
 
     Like photo features, they form groups (photos of one kind of thing) rather
     than filling space evenly; ``spread`` is the noise around a centre
@@ -47,7 +47,7 @@ def synthetic_features(n: int, dim: int = 512, clusters: int = 1000, spread: flo
 
 
 def exact_search(vectors: torch.Tensor, queries: torch.Tensor, k: int = 10) -> torch.Tensor:
-    """Indices of the ``k`` most similar ``vectors`` for each query, exactly (chapter 6).
+    """Indices of the ``k`` most similar ``vectors`` for each query, exactly (chapter 6, indirectly).
 
     Both are taken to be unit length already (as :func:`synthetic_features`
     gives them), so the search is one matrix product and a top-k:
@@ -57,7 +57,7 @@ def exact_search(vectors: torch.Tensor, queries: torch.Tensor, k: int = 10) -> t
 
 
 class IVFIndex:
-    """An approximate inner-product index (faiss ``IndexIVFFlat``) over unit-length vectors (chapter 6).
+    """An approximate inner-product index (faiss ``IndexIVFFlat``) over unit-length vectors (chapter 6, indirectly).
 
     ``nlist`` defaults to √N, kept small enough that k-means has enough points
     per cluster; ``nprobe`` is how many clusters a query visits.
@@ -93,7 +93,7 @@ class IVFIndex:
 
 def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe: int = 8,
                   repeats: int = 3, seed: int = 0, log=None) -> list[dict]:
-    """Exact search against :class:`IVFIndex` at each size in ``sizes`` (chapters 6 and ``make bench``).
+    """Exact search against :class:`IVFIndex` at each size in ``sizes`` (chapters 6 and ``make bench``) (chapter 6).
 
     One row per size: ``n``, ``dim``, ``exact_ms`` and ``approx_ms`` (query
     time per query, the best of ``repeats`` batched runs of ``queries``
@@ -106,12 +106,12 @@ def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe
     for n in sizes:
         drawn = synthetic_features(n + queries, dim, clusters=max(1, n // 100), seed=seed)
         vectors, asked = drawn[:n], drawn[n:]
-        exact_s = _best_time(lambda: exact_search(vectors, asked, k), repeats)
+        exact_s = _best_time(lambda v=vectors, q=asked: exact_search(v, q, k), repeats)
         exact = exact_search(vectors, asked, k)
         start = time.perf_counter()
         index = IVFIndex(vectors, nprobe=nprobe, seed=seed)
         build_s = time.perf_counter() - start
-        approx_s = _best_time(lambda: index.search(asked, k), repeats)
+        approx_s = _best_time(lambda i=index, q=asked: i.search(q, k), repeats)
         row = {"n": n, "dim": dim, "exact_ms": 1000 * exact_s / queries, "approx_ms": 1000 * approx_s / queries,
                "build_s": build_s, "nlist": index.nlist, "nprobe": index.nprobe,
                "recall": neighbours.recall_at_k(index.search(asked, k), exact)}

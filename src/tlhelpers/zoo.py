@@ -187,7 +187,7 @@ def weights_reachable(name: str) -> bool:
 
 
 def load(name: str, fallback: str | None = None) -> Backbone:
-    """Load a pretrained zoo model in eval mode (chapters 1–4).
+    """Load a pretrained zoo model in eval mode (chapters 1–7).
 
     ``name`` is one of :data:`NAMES`.  For a torchvision model whose weights are
     not reachable, ``fallback="efficientnet_lite0"`` returns the packaged model
