@@ -256,6 +256,11 @@ def _title(model: str) -> str:
     return MODEL_TITLES.get(model, model)
 
 
+def _verdict(passed: bool, detail: str = "") -> str:
+    """A run's result cell: passed or **failed**, with what else it said."""
+    return ("passed" if passed else "**failed**") + (f" ({detail})" if detail else "")
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("ch") else "s")
 
@@ -324,11 +329,10 @@ def render_markdown(result: dict) -> str:
             f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
             f"`{nb['command']}`, one pytest process per chapter.")
         lines += [f"Feature cache: {describe_cache(nb['feature_cache'])}", ""]
-        rows = [[f"`{r['notebook']}`", duration(r["seconds"]),
-                 ("passed" if r["passed"] else "**failed**") + (f" ({r['summary']})" if r["summary"] else "")]
+        rows = [[f"`{r['notebook']}`", duration(r["seconds"]), _verdict(r["passed"], r["summary"])]
                 for r in nb["runs"]]
-        rows.append(["**Total**", f"**{duration(nb['total_seconds'])}**", "" if nb["complete"]
-                     else "only some chapters"])
+        rows.append(["**Total**", f"**{duration(nb['total_seconds'])}**",
+                     "" if nb["complete"] else "only some chapters"])
         lines += _table(["Chapter", "Wall time", "Result"], rows, "lrl")
 
     rp = result.get("real_path")
@@ -338,14 +342,14 @@ def render_markdown(result: dict) -> str:
             f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
             f"does after the regression run: `{rp['command']}`. Stand-in checkpoints (the real ResNet-18 and "
             f"VGG16 architectures with random weights), {rp['photos_per_class']} photos per class, "
-            f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True`. "
+            f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True` "
+            f"(run only for the chapters whose code reads `FULL_BUDGET`). "
             f"Setup (checkpoints, photo links): {duration(rp['setup_seconds'])}.")
         rows = [[f"`{r['notebook']}`", r["budget"], duration(r["seconds"]),
-                 ("passed" if r["passed"] else "**failed**")
-                 + (f" ({_count(r['notes'], 'note')})" if r["notes"] else "")]
+                 _verdict(r["passed"], _count(r["notes"], "note") if r["notes"] else "")]
                 for r in rp["runs"]]
-        rows.append(["**Whole run**", "", f"**{duration(rp['total_seconds'])}**", "" if rp["complete"]
-                     else "only some chapters or budgets"])
+        rows.append(["**Whole run**", "", f"**{duration(rp['total_seconds'])}**",
+                     "" if rp["complete"] else "only some chapters or budgets"])
         lines += _table(["Chapter", "Budget", "Wall time", "Result"], rows, "llrl")
 
     ex = result.get("extraction")
