@@ -150,6 +150,13 @@ def test_a_failed_chapter_fails_the_notebook_budget():
     assert budget["verdict"] == "not met" and "03_chapter" in budget["note"]
 
 
+def test_a_chapter_over_two_minutes_fails_the_notebook_budget():
+    result = fabricated()
+    result["notebooks"]["runs"][2]["seconds"] = 121.0
+    budget = report.budgets(result)[0]
+    assert budget["verdict"] == "not met" and budget["note"] == "over 2 minutes: 03_chapter"
+
+
 def test_quick_runs_check_no_budget():
     assert verdicts(fabricated(quick=True)) == ["not checked", "not checked"]
 
@@ -264,7 +271,7 @@ def test_markdown_states_hardware_budgets_and_cache_plainly():
     text = report.render_markdown(fabricated())
     assert "Example CPU @ 2.0GHz, 2 cores" in text and "PyTorch 2.9.0" in text and "2026-01-02" in text
     budgets = {row[0]: row for row in _tables(text)[1][1:]}
-    assert budgets["All chapters under pytest --nbval"][1:] == ["≤ 10 minutes on 2 CPU cores",
+    assert budgets["All chapters under pytest --nbval"][1:] == ["≤ 10 minutes on 2 CPU cores, ≤ 2 minutes each",
                                                                "6 min 50 s (410 s) for 4 chapters", "**met**"]
     assert budgets["Frozen head: cached features vs. the classic loop"][3] == "**met**"
     assert "14.9×" in budgets["Frozen head: cached features vs. the classic loop"][2]
