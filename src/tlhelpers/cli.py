@@ -81,6 +81,11 @@ def _format_prediction(path: str, ranked: list[tuple[str, float]]) -> str:
     return line
 
 
+def _report_saved(path: Path, detail: str) -> None:
+    """The last line of ``train`` and ``export``: what was written, and how to use it."""
+    print(f"Saved {path} ({detail}). Classify photos with: python -m tlhelpers predict {path} PHOTO ...")
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from tlhelpers import data, zoo
     from tlhelpers.classifier import Classifier, ClassifierFileError
@@ -222,8 +227,8 @@ def run_train(args: argparse.Namespace) -> int:
     except OSError as error:
         _error(f"cannot write {args.output}: {error.strerror or error}")
         return 2
-    print(f"\nSaved {path} ({path.stat().st_size / 1024:.0f} KiB). "
-          f"Classify photos with: python -m tlhelpers predict {path} PHOTO ...")
+    print()
+    _report_saved(path, f"{path.stat().st_size / 1024:.0f} KiB")
     return 0
 
 
@@ -322,8 +327,7 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
     variant = "float32" if not args.int8 else ("static int8, calibrated on "
                                                f"{len(photos)} photos" if photos else "dynamic int8")
-    print(f"Saved {out} ({variant}, {out.stat().st_size / 1024:.0f} KiB). "
-          f"Classify photos with: python -m tlhelpers predict {out} PHOTO ...")
+    _report_saved(out, f"{variant}, {out.stat().st_size / 1024:.0f} KiB")
     if args.int8 and not photos:
         print("Tip: --calibration FOLDER (training photos) gives static int8, usually faster on CPUs.")
     return 0
