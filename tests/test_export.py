@@ -15,7 +15,7 @@ from PIL import Image
 from test_classifier import noise_picture
 from torch import nn
 
-from tlhelpers import export, onnx_inference, zoo
+from tlhelpers import export, onnx_inference, speed, zoo
 from tlhelpers.classifier import Classifier
 
 CLASSES = ["cats", "dogs", "panda"]
@@ -210,8 +210,6 @@ def test_calibration_reader_gives_batches_then_none(exported):
 
 
 def test_speed_measures_calls_and_batches():
-    from tlhelpers import speed
-
     calls = []
 
     def predict(batch):
@@ -226,3 +224,11 @@ def test_speed_measures_calls_and_batches():
     assert speed.run_in_batches(predict, photos[:5], batch_size=32)[0].shape == (5, 2)
     with pytest.raises(ValueError):
         speed.latency(predict, photos[:1], repeats=0)
+
+
+def test_seconds_summarises_the_timed_calls_only(monkeypatch):
+    ticks = iter([0.0, 1.0, 1.0, 4.0, 4.0, 6.0])  # three timed calls: 1 s, 3 s, 2 s
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    assert speed.seconds(lambda: calls.append(1), repeats=3, warmup=2, summary=min) == 1.0
+    assert len(calls) == 5  # the warm-up calls are not timed

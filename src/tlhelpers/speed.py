@@ -1,6 +1,6 @@
 """How fast a model answers: latency at batch 1 and throughput at a larger batch (chapter 7).
 
-All three time any callable that runs the model on a prepared batch, so PyTorch
+They time any callable that runs the model on a prepared batch, so PyTorch
 and onnxruntime are measured the same way: a few untimed warm-up calls (the
 first calls allocate memory and pick kernels), then the median of several
 timed calls, which a busy machine disturbs less than the mean.
@@ -16,7 +16,12 @@ from typing import Callable
 import numpy as np
 
 
-def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> float:
+def seconds(run: Callable[[], object], repeats: int, warmup: int = 0,
+            summary: Callable[[list[float]], float] = statistics.median) -> float:
+    """``summary`` (default the median) of ``repeats`` timed calls of ``run()`` after ``warmup`` untimed ones.
+
+    Used by :func:`latency`, :func:`throughput` and the vector-search sweep (chapters 6 and 7, indirectly).
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     for _ in range(warmup):
@@ -26,17 +31,17 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> flo
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return summary(times)
 
 
 def latency(predict: Callable, batch, repeats: int = 10, warmup: int = 2) -> float:
     """Median seconds of ``predict(batch)`` (chapter 7); a batch of one photo gives the latency at batch 1."""
-    return _median_seconds(lambda: predict(batch), repeats, warmup)
+    return seconds(lambda: predict(batch), repeats, warmup)
 
 
 def throughput(predict: Callable, batch, repeats: int = 3, warmup: int = 1) -> float:
     """Photos per second of ``predict(batch)``: ``len(batch)`` over the median time of a call (chapter 7)."""
-    return len(batch) / _median_seconds(lambda: predict(batch), repeats, warmup)
+    return len(batch) / seconds(lambda: predict(batch), repeats, warmup)
 
 
 def run_in_batches(predict: Callable, photos: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float]:

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from tlhelpers import neighbours
+from tlhelpers import neighbours, speed
 
 TRAINING_POINTS_PER_LIST = 39  # faiss asks for at least this many k-means points per cluster
 
@@ -106,12 +106,12 @@ def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe
     for n in sizes:
         drawn = synthetic_features(n + queries, dim, clusters=max(1, n // 100), seed=seed)
         vectors, asked = drawn[:n], drawn[n:]
-        exact_s = _best_time(lambda v=vectors, q=asked: exact_search(v, q, k), repeats)
+        exact_s = speed.seconds(lambda v=vectors, q=asked: exact_search(v, q, k), repeats, summary=min)
         exact = exact_search(vectors, asked, k)
         start = time.perf_counter()
         index = IVFIndex(vectors, nprobe=nprobe, seed=seed)
         build_s = time.perf_counter() - start
-        approx_s = _best_time(lambda i=index, q=asked: i.search(q, k), repeats)
+        approx_s = speed.seconds(lambda i=index, q=asked: i.search(q, k), repeats, summary=min)
         row = {"n": n, "dim": dim, "exact_ms": 1000 * exact_s / queries, "approx_ms": 1000 * approx_s / queries,
                "build_s": build_s, "nlist": index.nlist, "nprobe": index.nprobe,
                "recall": neighbours.recall_at_k(index.search(asked, k), exact)}
@@ -121,12 +121,3 @@ def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe
                 f"(built in {build_s:.1f} s), recall@{k} {row['recall']:.3f}")
         del vectors, index
     return rows
-
-
-def _best_time(run, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
