@@ -410,9 +410,8 @@ def time_inference(photos, calibration, runs: int) -> dict:
     import torch
     from torch import nn
 
-    from tlhelpers import classifier, export, onnx_inference, speed, zoo
+    from tlhelpers import classifier, export, onnx_inference, runtime, speed, zoo
 
-    threads = torch.get_num_threads()
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name in INFERENCE_MODELS:
@@ -437,16 +436,13 @@ def time_inference(photos, calibration, runs: int) -> dict:
             runners = {"PyTorch": (state, torch_logits)}
             runners.update({f"ONNX {variant}": (path, onnx_inference.OnnxClassifier(path, threads=1).logits)
                             for variant, path in files.items()})
-            torch.set_num_threads(1)
-            try:
+            with runtime.threads(1):
                 for variant, (path, logits) in runners.items():
                     _, per_second = speed.run_in_batches(logits, np.asarray(batch), batch_size=32)
                     latency = speed.latency(logits, batch[:1], repeats=runs)
                     results.append({"model": name, "variant": variant, "size_mb": round(path.stat().st_size / 1e6, 2),
                                     "latency_ms": round(1e3 * latency, 2), "images_per_s": round(per_second, 2)})
                     log(f"  {name} {variant}: {1e3 * latency:.1f} ms at batch 1, {per_second:.1f} images/s")
-            finally:
-                torch.set_num_threads(threads)
     return {"photos": len(photos), "calibration_photos": len(calibration), "threads": 1, "batch_size": 32,
             "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"), "runs": results}
 

@@ -129,3 +129,12 @@ def test_fit_refuses_a_fully_frozen_model():
     surgery.freeze(model)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train.fit(model, toy_loaders()[0], epochs=1, device="cpu", progress=False)
+
+
+def test_threads_sets_the_number_for_the_block_and_restores_it():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError):
+        with runtime.threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("the block failed")
+    assert torch.get_num_threads() == before

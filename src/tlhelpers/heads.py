@@ -11,13 +11,11 @@ their :mod:`tlhelpers.train` namesakes.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from tlhelpers import train
+from tlhelpers import runtime, train
 from tlhelpers.features import FeatureSet
 from tlhelpers.train import History
 
@@ -82,22 +80,10 @@ def fit_linear(
         opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     train_loader = _loader(train_features, batch_size, torch.Generator().manual_seed(seed))
     val_loader = _loader(val_features, EVAL_BATCH) if val_features is not None and len(val_features) else None
-    with _one_thread():
+    with runtime.threads(1):
         history = train.fit(head, train_loader, val_loader, epochs=epochs, optimizer=opt, device="cpu",
                             amp=False, channels_last=False, progress=False)
     return head, history
-
-
-@contextlib.contextmanager
-def _one_thread():
-    # A linear head's matrices are tiny: waking a second thread for each costs more
-    # than it saves, many times more on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> nn.Linear:

@@ -86,3 +86,19 @@ def seeded(seed: int, deterministic: bool = True) -> Iterator[None]:
             np.random.set_state(numpy_state)
             torch.use_deterministic_algorithms(settings[0], warn_only=settings[1])
             torch.backends.cudnn.benchmark = settings[2]
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` PyTorch CPU threads, then restore the number (chapter 5).
+
+    Small layers (a linear head, one block on cached activations) run faster on
+    one thread: waking a second one for each tiny product costs more than it
+    saves, many times more on a busy two-core machine.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
