@@ -386,12 +386,13 @@ def render_markdown(result: dict) -> str:
 
     inf = result.get("inference")
     if inf is not None:
-        lines += ["## Shipping: PyTorch, ONNX and int8 (chapter 7)", ""]
-        lines += [f"A 3-class classifier (backbone + head) run by PyTorch, and exported to ONNX (float32, dynamic "
-                  f"int8, static int8 calibrated on {inf['calibration_photos']} photos) and run by onnxruntime, "
-                  f"each on {_count(inf['threads'], 'CPU thread')}: latency at batch 1 (median) and throughput at "
-                  f"batch {inf['batch_size']} over {inf['photos']} photos, preprocessing excluded. "
-                  f"{inf['weights']}", ""]
+        lines += _section(
+            "Shipping: PyTorch, ONNX and int8 (chapter 7)",
+            f"A 3-class classifier (backbone + head) run by PyTorch, and exported to ONNX (float32, dynamic "
+            f"int8, static int8 calibrated on {inf['calibration_photos']} photos) and run by onnxruntime, "
+            f"each on {_count(inf['threads'], 'CPU thread')}: latency at batch 1 (median) and throughput at "
+            f"batch {inf['batch_size']} over {inf['photos']} photos, preprocessing excluded. "
+            f"{inf['weights']}")
         lines += _table(["Model", "Variant", "File size (MB)", "Latency at batch 1 (ms)",
                          f"Images/s at batch {inf['batch_size']}"],
                         [[_title(r["model"]), r["variant"], f"{r['size_mb']:.1f}", f"{r['latency_ms']:.1f}",
@@ -410,11 +411,12 @@ def render_markdown(result: dict) -> str:
 
     vs = result.get("vector_search")
     if vs is not None:
-        lines += ["## Searching many feature vectors", ""]
-        lines += [f"Chapter 6's scaling experiment at larger sizes: {vs['data']}, {vs['dim']} features each. "
-                  f"Exact search (one matrix product in PyTorch) against a faiss inverted-file index (IVF, √N "
-                  f"lists, {vs['nprobe']} visited per query); query time per query, the best of a few batches of "
-                  f"{vs['queries']} queries, and recall@{vs['k']} of the index against the exact answer.", ""]
+        lines += _section(
+            "Searching many feature vectors",
+            f"Chapter 6's scaling experiment at larger sizes: {vs['data']}, {vs['dim']} features each. "
+            f"Exact search (one matrix product in PyTorch) against a faiss inverted-file index (IVF, √N "
+            f"lists, {vs['nprobe']} visited per query); query time per query, the best of a few batches of "
+            f"{vs['queries']} queries, and recall@{vs['k']} of the index against the exact answer.")
         lines += _table(["Vectors", "Exact, ms/query", "IVF, ms/query", "IVF build", "Lists", f"Recall@{vs['k']}"],
                         [[f"{r['n']:,}", f"{r['exact_ms']:.3f}", f"{r['approx_ms']:.3f}", duration(r["build_s"]),
                           str(r["nlist"]), f"{r['recall']:.3f}"] for r in vs["runs"]], "rrrrrr")
