@@ -52,10 +52,12 @@ nbval: $(STAMP)
 real-path: $(STAMP)
 	env -u TLHELPERS_FORCE_FALLBACK -u TLHELPERS_STRICT_CHECKS $(PY) tools/run_real_path.py $(REAL_PATH_ARGS)
 
-# The pages' JavaScript (widgets, MathJax) from the npm registry; never committed.
+# The pages' JavaScript (widgets, MathJax, onnxruntime-web) from the npm registry, and the
+# models and data the pages run (built from the package and the photos); never committed.
 BOOK_JS := .widget-js/fetched.txt
 
 book: $(STAMP) $(BOOK_JS)
+	$(PY) tools/build_page_assets.py
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 $(BOOK_JS): tools/fetch_book_js.py

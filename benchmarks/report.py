@@ -13,6 +13,7 @@ includes (between the markers of :data:`MARKERS`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -26,6 +27,7 @@ NOTEBOOK_BUDGET_S = 600.0  # all chapters under pytest --nbval ...
 NOTEBOOK_BUDGET_CORES = 2  # ... on 2 CPU cores
 CACHE_SPEEDUP_BUDGET = 10.0  # cached frozen-head run at least this many times faster than the classic one
 REAL_PATH_BUDGET_S = 240.0  # every chapter on the real path, both budgets (tools/run_real_path.py), 2 CPU cores
+PAGE_ANSWER_BUDGET_MS = 300.0  # a page answers an uploaded photo this soon after its model loaded
 
 DEVICE_KINDS = ("cpu", "gpu")
 DEVICE_TITLES = {"cpu": "CPU", "gpu": "GPU"}
@@ -56,6 +58,7 @@ OPTIONAL_SECTION_KEYS = {
     "vector_search": {"dim": int, "queries": int, "k": int, "nprobe": int, "data": str, "runs": list},
     "inference": {"photos": int, "calibration_photos": int, "threads": int, "batch_size": int,
                   "weights": str, "runs": list},
+    "pages": {"browser": str, "backbone": str, "photos": int, "runtime_bytes": int, "failed": list, "runs": list},
 }
 RUN_KEYS = {
     "real_path": {"notebook": str, "budget": str, "seconds": (int, float), "passed": bool, "notes": int},
@@ -66,6 +69,8 @@ RUN_KEYS = {
                       "nlist": int, "recall": (int, float)},
     "inference": {"model": str, "variant": str, "size_mb": (int, float), "latency_ms": (int, float),
                   "images_per_s": (int, float)},
+    "pages": {"chapter": str, "task": str, "what": str, "bytes": int, "load_ms": (int, float),
+              "first_answer_ms": (int, float), "answer_ms": (int, float)},
 }
 CACHE_KEYS = {"where": str, "files_before": int, "files_written": int, "state": str}
 CACHE_STATES = ("warm", "cold", "partly warm")
@@ -153,6 +158,9 @@ def validate(result: dict) -> list[str]:
             problems += _check_keys("notebooks.feature_cache", value["feature_cache"], CACHE_KEYS)
             if value["feature_cache"].get("state") not in CACHE_STATES:
                 problems.append(f"notebooks.feature_cache.state should be one of {CACHE_STATES}")
+        if section == "pages" and isinstance(value.get("failed"), list):
+            problems += [f"pages.failed[{i}] should be str, not {type(f).__name__}"
+                         for i, f in enumerate(value["failed"]) if not isinstance(f, str)]
     for i, budget in enumerate(result["budgets"]):
         problems += _check_keys(f"budgets[{i}]", budget, {"name": str, "limit": str, "measured": str,
                                                           "verdict": str, "note": str})
@@ -176,11 +184,21 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {rest:02d} s"
 
 
+def milliseconds(ms: float) -> str:
+    """``"87 ms"``, ``"2.4 s"``."""
+    return f"{ms:.0f} ms" if ms < 1000 else duration(ms / 1000)
+
+
+def megabytes(n: int) -> str:
+    """``"6.6 MB"``, ``"40 kB"``: sizes as the book's pages state them (``tlhelpers.page_assets.megabytes``)."""
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{math.ceil(n / 1e3)} kB"
+
+
 def budgets(result: dict) -> list[dict]:
     """The book's budgets, each with its limit, the measured value and ``met``/``not met``/``not checked``.
 
-    The real-path budget is there only for results that have a ``real_path``
-    entry (results written before it existed do not).
+    The real-path and page budgets are there only for results that have a
+    ``real_path`` or ``pages`` entry (results written before those existed do not).
     """
     machine = result["machine"]
     quick = result["quick"]
@@ -224,6 +242,8 @@ def budgets(result: dict) -> list[dict]:
 
     if "real_path" in result:
         rows.append(_real_path_budget(result))
+    if "pages" in result:
+        rows.append(_pages_budget(result))
     return rows
 
 
@@ -249,6 +269,28 @@ def _real_path_budget(result: dict) -> dict:
         if machine["device"] != "cpu" or machine["cpu_cores"] != NOTEBOOK_BUDGET_CORES:
             row["note"] = (f"the budget is set for {NOTEBOOK_BUDGET_CORES} CPU cores; this machine has "
                            f"{machine['cpu_cores']} cores" + (f" and a {machine['gpu']}" if machine["gpu"] else ""))
+    return row
+
+
+def _pages_budget(result: dict) -> dict:
+    """The slowest task's median answer once its model is loaded, against the page budget."""
+    pg = result["pages"]
+    row = {"name": "A page answers an uploaded photo (in the browser)",
+           "limit": f"≤ {PAGE_ANSWER_BUDGET_MS:g} ms after its model loaded",
+           "measured": "not measured", "verdict": "not checked", "note": ""}
+    if pg is None:
+        return row
+    if pg["runs"]:
+        worst = max(pg["runs"], key=lambda r: r["answer_ms"])
+        row["measured"] = (f"{milliseconds(worst['answer_ms'])} for the slowest task ({worst['task']}, median of "
+                           f"{_count(pg['photos'], 'photo')}), {_count(len(pg['runs']), 'task')}")
+    if result["quick"]:
+        row["note"] = f"quick run: {_count(pg['photos'], 'photo')} per page"
+    elif pg["failed"]:
+        row["verdict"] = "not met"
+        row["note"] = "a page did not answer: " + "; ".join(pg["failed"])
+    elif pg["runs"]:
+        row["verdict"] = "met" if worst["answer_ms"] <= PAGE_ANSWER_BUDGET_MS else "not met"
     return row
 
 
@@ -397,6 +439,29 @@ def render_markdown(result: dict) -> str:
                          f"Images/s at batch {inf['batch_size']}"],
                         [[_title(r["model"]), r["variant"], f"{r['size_mb']:.1f}", f"{r['latency_ms']:.1f}",
                           f"{r['images_per_s']:.1f}"] for r in inf["runs"]], "llrrr")
+
+    pg = result.get("pages")
+    if pg is not None:
+        lines += _section(
+            "The book's pages answering a photo",
+            f"The built book served from this machine (127.0.0.1) to headless {pg['browser']}, a fresh browser "
+            f"(nothing cached) for each page, and photos uploaded through each explorer's own file input: "
+            f"onnxruntime-web (WebAssembly, one thread) answers them in the page with the files `make book` "
+            f"builds from {pg['backbone']}. *Download*: the files the page fetches for its model, besides "
+            f"{megabytes(pg['runtime_bytes'])} for the runtime that every page shares (once per visit). "
+            f"*Model load*: from choosing the first photo until the model is ready, the runtime included; the "
+            f"files come from the same machine, so this is the time to unpack and compile them, not to download "
+            f"them. *First photo*: from choosing it until its answer is on the page, the load included. "
+            f"*One photo*: from reading the file to the answer once the model is loaded, the median over "
+            f"{_count(pg['photos'], 'photo')} of the test split.")
+        if pg["runs"]:
+            lines += _table(["Chapter", "What runs", "Download", "Model load", "First photo",
+                             f"One photo (median of {pg['photos']})"],
+                            [[f"`{r['chapter']}`", r["what"], megabytes(r["bytes"]), milliseconds(r["load_ms"]),
+                              milliseconds(r["first_answer_ms"]), milliseconds(r["answer_ms"])]
+                             for r in pg["runs"]], "llrrrr")
+        if pg["failed"]:
+            lines += ["**Not answered**: " + "; ".join(pg["failed"]), ""]
 
     ft = result.get("finetune")
     if ft is not None:

@@ -17,10 +17,14 @@ Measures, on the current machine:
    chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
 6. chapter 6's vector search at growing N (up to a million vectors, as many
    as fit in memory): exact search in torch against a faiss IVF index, query
-   time and recall@10 (``tlhelpers.vector_index.scaling_sweep``).
+   time and recall@10 (``tlhelpers.vector_index.scaling_sweep``);
 7. chapter 7's latency table: ResNet-18 and EfficientNet-Lite0 classifiers
    run by PyTorch and, exported, by onnxruntime in float32, dynamic int8 and
-   static int8 (CPU, one thread, as the chapter measures them).
+   static int8 (CPU, one thread, as the chapter measures them);
+8. the built book's pages answering an uploaded photo with onnxruntime-web,
+   in headless Chromium (needs ``make book`` first; left out otherwise): for
+   each in-page task, the bytes it downloads, the model load, the first photo
+   (load included) and the median answer once the model is loaded.
 
 and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
 regenerates ``benchmarks/results/index.md`` (the book's "How long things
@@ -33,16 +37,22 @@ Run it on a quiet machine: anything else running makes every number wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
+import functools
+import html.parser
+import http.server
 import json
 import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,18 +65,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search", "inference")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search", "inference",
+            "pages")
 REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
 FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
         "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20},
         "inference_photos": 64, "calibration_photos": 30, "latency_runs": 10,
-        "search_sizes": (10**3, 10**4, 10**5, 10**6)}
+        "search_sizes": (10**3, 10**4, 10**5, 10**6), "page_photos": 10}
 QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
          "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2},
          "inference_photos": 8, "calibration_photos": 3, "latency_runs": 2,
-         "search_sizes": (10**3, 5 * 10**3)}
+         "search_sizes": (10**3, 5 * 10**3), "page_photos": 2}
 SEARCH = {"dim": 512, "queries": 100, "k": 10, "nprobe": 8}  # 512: ResNet-18's feature size
 RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
                   "cannot be downloaded everywhere; speed does not depend on the weight values).")
@@ -448,6 +459,199 @@ def time_inference(photos, calibration, runs: int) -> dict:
 
 
 # --------------------------------------------------------------------------- #
+# 8. The book's pages answering a photo (onnxruntime-web in Chromium)
+# --------------------------------------------------------------------------- #
+
+
+BOOK_HTML = ROOT / "_build" / "html"
+PAGE_MANIFEST = BOOK_HTML / "_static" / "page-assets" / "manifest.js"  # tools/build_page_assets.py
+CHROMIUM = os.environ.get("TLBOOK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # as tests/browser
+PAGE_TIMEOUT_MS = 120_000  # one photo, the model load included
+# Installed on the explorer before its first photo: the time from the file input's change event
+# (the reader has chosen the photo) to the status saying the answer is on the page.
+WATCH_FIRST_ANSWER = """root => {
+  const status = root.querySelector('.tlbook-status');
+  const watch = window.tlbookBench = {start: null, end: null};
+  document.addEventListener('change', () => { if (watch.start === null) watch.start = performance.now(); },
+                            {capture: true});
+  new MutationObserver((records, observer) => {
+    if (/tlbook-(done|error)/.test(status.className)) { watch.end = performance.now(); observer.disconnect(); }
+  }).observe(status, {attributes: true, attributeFilter: ['class']});
+}"""
+
+
+class PageProblem(Exception):
+    """A page that did not answer a photo (its status line, or what was missing)."""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """``folder`` served on 127.0.0.1 (a free port) from a thread; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _LiveExplorers(html.parser.HTMLParser):
+    """The ``data-live`` configs of a page's explorers (``.tlbook-live``), in page order (None if unreadable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.configs: list[dict | None] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "tlbook-live" not in (attrs.get("class") or "").split():
+            return
+        try:
+            config = json.loads(attrs.get("data-live") or "")  # the parser has unescaped the attribute
+        except json.JSONDecodeError:
+            config = None
+        self.configs.append(config if isinstance(config, dict) else None)
+
+
+def page_uploads(html_root: Path = BOOK_HTML) -> list[tuple[str, str, int, str]]:
+    """``(chapter, page path, explorer index, task)`` of the explorers that answer an upload, first one per task."""
+    found, seen = [], set()
+    for name in chapters():
+        stem = Path(name).stem
+        page = html_root / "notebooks" / f"{stem}.html"
+        if not page.is_file():
+            page = next(iter(sorted(html_root.rglob(f"{stem}.html"))), None)
+        if page is None:
+            continue
+        parser = _LiveExplorers()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for index, config in enumerate(parser.configs):
+            task = (config or {}).get("upload")
+            if task and task not in seen:
+                seen.add(task)
+                found.append((stem, page.relative_to(html_root).as_posix(), index, task))
+    return found
+
+
+def read_page_manifest(path: Path = PAGE_MANIFEST) -> dict:
+    """``manifest.js`` (``globalThis.tlbookManifest = {...};``) as a dict."""
+    match = re.search(r"globalThis\.tlbookManifest\s*=\s*(\{.*\})\s*;?\s*$", path.read_text(encoding="utf-8"), re.S)
+    if not match:
+        raise ValueError(f"{_shown(path)} does not set globalThis.tlbookManifest")
+    return json.loads(match.group(1))
+
+
+def _upload(page, root, photo: Path) -> None:
+    """One photo through the explorer's real file input; returns once the page has answered it."""
+    status = root.locator(".tlbook-status")
+    status.evaluate("el => { el.className = 'tlbook-status'; }")
+    root.locator("input[type=file]").set_input_files(str(photo))
+    page.wait_for_function("el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(),
+                           timeout=PAGE_TIMEOUT_MS)
+    if "tlbook-done" not in (status.get_attribute("class") or ""):
+        raise PageProblem(f"{photo.name}: {status.inner_text().strip()}")
+
+
+def time_page_task(browser, base: str, path: str, index: int, task: str, photos: list[Path]) -> dict:
+    """One task's explorer in a fresh browser context (nothing cached): photos[0] first, then every photo."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside, errors = [], []
+    try:
+        page = context.new_page()
+        page.on("request", lambda request: outside.append(request.url)
+                if not request.url.startswith((base, "data:", "blob:")) else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{base}/{path}", wait_until="load")
+        page.wait_for_function("window.tlbookLive && window.tlbookLive.ready", timeout=30_000)
+        page.evaluate("window.tlbookLive.ready")
+        root = page.locator(".tlbook-live").nth(index)
+        if not root.locator("input[type=file]").is_enabled():
+            raise PageProblem("the file input stayed disabled: " + root.locator(".tlbook-status").inner_text().strip())
+        root.evaluate(WATCH_FIRST_ANSWER)
+        start = time.perf_counter()
+        _upload(page, root, photos[0])
+        wall_ms = 1e3 * (time.perf_counter() - start)
+        watch = page.evaluate("window.tlbookBench")
+        for photo in photos:
+            _upload(page, root, photo)
+        live = page.evaluate("({loads: window.tlbookLive.loads, timings: window.tlbookLive.timings})")
+    finally:
+        context.close()
+    if outside:
+        log(f"  {path} made {len(outside)} request(s) outside the book, e.g. {outside[0]}")
+    if errors:
+        log(f"  {path}: uncaught error in the page: {errors[0]}")
+    timings = [t["ms"] for t in live["timings"] if t["task"] == task]
+    if len(timings) != 1 + len(photos) or task not in live["loads"]:
+        raise PageProblem(f"tlbookLive recorded {len(timings)} answers for {1 + len(photos)} photos "
+                          f"and loads of {sorted(live['loads'])}")
+    # In the page: from the change event to the answer on the page; Playwright's own wait only as a fallback.
+    first = watch["end"] - watch["start"] if watch and watch.get("start") is not None and watch.get("end") else wall_ms
+    return {"load_ms": round(live["loads"][task], 1), "first_answer_ms": round(first, 1),
+            "first_answer_after_load_ms": round(timings[0], 1), "answer_ms": round(statistics.median(timings[1:]), 1)}
+
+
+def time_pages(photos: list[Path]) -> dict | None:
+    """Each in-page task of the built book answering ``photos`` in headless Chromium; None without a built book."""
+    missing = [p for p in (BOOK_HTML / "index.html", PAGE_MANIFEST) if not p.is_file()]
+    if missing:
+        log(f"  {', '.join(_shown(p) for p in missing)} missing: run `make book` first; the pages are left out")
+        return None
+    if not Path(CHROMIUM).exists():
+        log(f"  {CHROMIUM} is missing (set TLBOOK_CHROMIUM to a Chromium); the pages are left out")
+        return None
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        log("  the playwright package is missing (pip install playwright); the pages are left out")
+        return None
+    from tlhelpers import pages
+
+    manifest = read_page_manifest()
+    uploads = page_uploads()
+    if not uploads:
+        log(f"  no chapter page in {_shown(BOOK_HTML)} has an explorer that answers a photo; the pages are left out")
+        return None
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # Debian's Chromium, never Playwright's own
+    runs, failed = [], []
+    with serve(BOOK_HTML) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            version = browser.version
+            for chapter, path, index, task in uploads:
+                try:
+                    if task not in manifest.get("tasks", {}):
+                        raise PageProblem(f"the manifest has no task {task!r}")
+                    timed = time_page_task(browser, base, path, index, task, photos)
+                except (PageProblem, PlaywrightError) as error:
+                    failed.append(f"{chapter} ({task}): {str(error).strip().splitlines()[0]}")
+                    log(f"  {chapter} ({task}): no answer: {failed[-1]}")
+                    continue
+                what = pages.UPLOAD_TASKS.get(task, task).split(": ", 1)[-1]
+                runs.append({"chapter": chapter, "task": task, "what": what,
+                             "bytes": manifest["tasks"][task]["bytes"],
+                             **{key: timed[key] for key in ("load_ms", "first_answer_ms", "answer_ms")}})
+                log(f"  {chapter} ({task}): model loaded in {timed['load_ms']:.0f} ms, first photo "
+                    f"{timed['first_answer_ms']:.0f} ms with the load ({timed['first_answer_after_load_ms']:.0f} ms "
+                    f"after it), then {timed['answer_ms']:.0f} ms per photo (median of {len(photos)})")
+        finally:
+            browser.close()
+    return {"browser": f"Chromium {version}", "backbone": manifest["backbone"]["label"], "photos": len(photos),
+            "runtime_bytes": manifest["runtime"]["bytes"], "failed": failed, "runs": runs}
+
+
+# --------------------------------------------------------------------------- #
 # Main
 # --------------------------------------------------------------------------- #
 
@@ -518,7 +722,7 @@ def main(argv=None) -> int:
             names = wanted
         elif args.quick:
             names = names[:1]
-        log(f"[1/7] chapters under pytest --nbval ({len(names)})")
+        log(f"[1/8] chapters under pytest --nbval ({len(names)})")
         result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
                                              cold_cache=args.cold_cache)
 
@@ -529,7 +733,7 @@ def main(argv=None) -> int:
         elif args.quick:
             names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
-        log(f"[2/7] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+        log(f"[2/8] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
             f" chapter(s), budget {budget})")
         result["real_path"] = time_real_path(names, budget)
 
@@ -538,22 +742,22 @@ def main(argv=None) -> int:
         n = sizes["extract_images"]
         photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
     if "extraction" not in args.skip:
-        log(f"[3/7] feature extraction, {len(photos)} photos")
+        log(f"[3/8] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
         train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
                                    sizes["head_per_class"], seed=SEED)
-        log(f"[4/7] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
+        log(f"[4/8] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
         result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
                                                  sizes["head_per_class"])
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
-        log(f"[5/7] full fine-tuning at {size} px")
+        log(f"[5/8] full fine-tuning at {size} px")
         result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
                                            sizes["finetune_batches"][kind])
 
     if "vector_search" not in args.skip:
-        log(f"[6/7] vector search, exact against faiss IVF, {SEARCH['dim']} features")
+        log(f"[6/8] vector search, exact against faiss IVF, {SEARCH['dim']} features")
         result["vector_search"] = time_vector_search(sizes["search_sizes"])
 
     if "inference" not in args.skip:
@@ -561,8 +765,15 @@ def main(argv=None) -> int:
         test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / len(animals.classes)), seed=SEED)
         calibration = data.per_class(split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)),
                                      seed=SEED)
-        log(f"[7/7] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
+        log(f"[7/8] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
         result["inference"] = time_inference(test, calibration, sizes["latency_runs"])
+
+    if "pages" not in args.skip:
+        n = sizes["page_photos"]
+        test = data.split(animals, val=0.15, test=0.15, seed=SEED)["test"]
+        chosen = data.per_class(test, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+        log(f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page")
+        result["pages"] = time_pages([Path(f) for f in chosen.files])
 
     result["budgets"] = report.budgets(result)
     paths = report.write(result, out)

@@ -432,3 +432,126 @@ def test_chapter_7_inference_table_is_optional_validated_and_rendered():
     assert "| EfficientNet-Lite0 | ONNX static int8 | 3.6 | 8.3 | 108.1 |" in text
     result["inference"]["runs"][0]["latency_ms"] = "fast"
     assert report.validate(result) == ["inference.runs[0].latency_ms should be int or float, not str"]
+
+
+# --------------------------------------------------------------------------- #
+# The book's pages answering a photo (onnxruntime-web in Chromium)
+# --------------------------------------------------------------------------- #
+
+
+PAGE_TASKS = [("01_pretrained_inference", "imagenet", 85.0), ("04_cats_dogs_pandas", "animals-cam", 120.0),
+              ("06_features_without_training", "search", 140.0), ("07_shipping_the_model", "classifier", 40.0)]
+
+
+def with_pages(quick: bool = False, slowest_ms: float = 140.0, failed: tuple[str, ...] = ()) -> dict:
+    """A fabricated result with the pages entry: one run per in-page task."""
+    result = fabricated(quick=quick)
+    runs = [{"chapter": chapter, "task": task, "what": f"what {task} does", "bytes": 6_600_000 + i,
+             "load_ms": 1500.0, "first_answer_ms": 1800.0, "answer_ms": slowest_ms if task == "search" else ms}
+            for i, (chapter, task, ms) in enumerate(PAGE_TASKS)]
+    result["pages"] = {"browser": "Chromium 140.0", "backbone": "ResNet-18", "photos": 2 if quick else 10,
+                       "runtime_bytes": 11_200_000, "failed": list(failed), "runs": runs}
+    result["budgets"] = report.budgets(result)
+    return result
+
+
+def test_a_result_with_the_pages_is_well_formed():
+    result = with_pages()
+    assert report.validate(result) == []
+    assert report.validate(json.loads(json.dumps(result))) == []
+    old = fabricated()  # results from before the pages were measured stay well formed
+    assert "pages" not in old and report.validate(old) == [] and len(old["budgets"]) == 2
+    skipped = {**fabricated(), "pages": None}
+    assert report.validate({**skipped, "budgets": report.budgets(skipped)}) == []
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda p: p["runs"][1].pop("answer_ms"), "pages.runs[1].answer_ms is missing"),
+    (lambda p: p["runs"][0].update(bytes="6.6 MB"), "pages.runs[0].bytes should be int, not str"),
+    (lambda p: p.update(runtime_bytes=1.5), "pages.runtime_bytes should be int, not float"),
+    (lambda p: p.update(failed=[{"task": "search"}]), "pages.failed[0] should be str, not dict"),
+    (lambda p: p.pop("browser"), "pages.browser is missing"),
+])
+def test_a_malformed_pages_entry_is_named(breakage, message):
+    result = with_pages()
+    breakage(result["pages"])
+    assert report.validate(result) == [message]
+
+
+def _pages_budget(result: dict) -> dict:
+    budgets = [b for b in result["budgets"] if b["name"].startswith("A page answers")]
+    assert len(budgets) == 1, result["budgets"]
+    return budgets[0]
+
+
+def test_page_budget_takes_the_slowest_task():
+    budget = _pages_budget(with_pages(slowest_ms=140.0))
+    assert budget["verdict"] == "met" and budget["limit"] == "≤ 300 ms after its model loaded"
+    assert budget["measured"] == "140 ms for the slowest task (search, median of 10 photos), 4 tasks"
+    assert _pages_budget(with_pages(slowest_ms=300.0))["verdict"] == "met"
+    slow = _pages_budget(with_pages(slowest_ms=312.4))
+    assert slow["verdict"] == "not met" and "312 ms" in slow["measured"]
+
+
+def test_page_budget_not_met_when_a_page_did_not_answer():
+    budget = _pages_budget(with_pages(failed=("04_cats_dogs_pandas (animals-cam): cats.jpg: is truncated",)))
+    assert budget["verdict"] == "not met" and "animals-cam" in budget["note"]
+
+
+def test_page_budget_not_checked_when_quick_or_skipped():
+    quick = _pages_budget(with_pages(quick=True, slowest_ms=10.0))
+    assert quick["verdict"] == "not checked" and quick["note"] == "quick run: 2 photos per page"
+    skipped = {**fabricated(), "pages": None}
+    budget = _pages_budget({**skipped, "budgets": report.budgets(skipped)})
+    assert budget["verdict"] == "not checked" and budget["measured"] == "not measured"
+
+
+def test_markdown_of_the_pages():
+    text = report.render_markdown(with_pages())
+    assert "\n## The book's pages answering a photo\n" in text
+    assert "Chromium 140.0" in text and "11.2 MB for the runtime" in text and "10 photos of the test split" in text
+    table = [t for t in _tables(text) if t[0][0] == "Chapter" and "What runs" in t[0]][0]
+    assert table[0] == ["Chapter", "What runs", "Download", "Model load", "First photo", "One photo (median of 10)"]
+    assert table[1] == ["`01_pretrained_inference`", "what imagenet does", "6.6 MB", "1.5 s", "1.8 s", "85 ms"]
+    assert len(table) == 1 + len(PAGE_TASKS)
+    budgets = {row[0]: row for row in _tables(text)[1][1:]}
+    assert budgets["A page answers an uploaded photo (in the browser)"][3] == "**met**"
+    assert "**Not answered**" not in text
+    failed = with_pages(failed=("07_shipping_the_model (classifier): the file input stayed disabled",))
+    assert "**Not answered**: 07_shipping_the_model (classifier)" in report.render_markdown(failed)
+    assert "answering a photo" not in report.render_markdown(fabricated())  # optional section
+
+
+def test_run_finds_the_upload_explorers_of_the_built_pages(tmp_path, monkeypatch):
+    run = _load_run()
+    monkeypatch.setattr(run, "chapters", lambda: ["01_a.ipynb", "03_b.ipynb", "04_c.ipynb", "09_missing.ipynb"])
+    pages_dir = tmp_path / "notebooks"
+    pages_dir.mkdir()
+
+    def explorer(config: dict) -> str:
+        escaped = json.dumps(config).replace("&", "&amp;").replace('"', "&quot;")
+        return f'<div class="tlbook-live" id="x" data-live="{escaped}"><input type="file"></div>'
+
+    (pages_dir / "01_a.html").write_text(explorer({"control": "menu", "upload": None})
+                                         + explorer({"control": "upload", "upload": "imagenet"}))
+    (pages_dir / "03_b.html").write_text("<p>no explorer</p>" + explorer({"control": "slider"}))
+    (pages_dir / "04_c.html").write_text(explorer({"control": "menu", "upload": "animals-cam"})
+                                         + explorer({"control": "upload", "upload": "imagenet"}))
+    assert run.page_uploads(tmp_path) == [("01_a", "notebooks/01_a.html", 1, "imagenet"),
+                                          ("04_c", "notebooks/04_c.html", 0, "animals-cam")]
+
+
+def test_run_reads_the_page_manifest_and_leaves_the_pages_out_without_a_built_book(tmp_path, monkeypatch):
+    run = _load_run()
+    manifest = {"runtime": {"bytes": 5}, "tasks": {"search": {"assets": ["backbone", "search"], "bytes": 7}}}
+    script = tmp_path / "manifest.js"
+    script.write_text("// Built by tools/build_page_assets.py; do not edit.\n"
+                      f"globalThis.tlbookManifest = {json.dumps(manifest)};\n")
+    assert run.read_page_manifest(script) == manifest
+    logged = []
+    monkeypatch.setattr(run, "log", logged.append)
+    monkeypatch.setattr(run, "BOOK_HTML", tmp_path / "html")
+    monkeypatch.setattr(run, "PAGE_MANIFEST", tmp_path / "html" / "manifest.js")
+    assert run.time_pages([tmp_path / "photo.jpg"]) is None
+    assert any("make book" in line for line in logged)
+    assert run.parse_args(["--skip", "pages"]).skip == ["pages"] and run.SECTIONS[-1] == "pages"

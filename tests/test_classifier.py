@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -242,3 +243,38 @@ def test_saved_file_is_a_zip_without_pickled_modules(classifier, tmp_path):
     with zipfile.ZipFile(path) as archive:
         pickled = next(archive.read(name) for name in archive.namelist() if name.endswith("data.pkl"))
     assert b"torch.nn" not in pickled and b"timm" not in pickled
+
+
+def _as_json(classifier, path):
+    """The classifier file's fields as the book's page writes them: JSON, the head as lists."""
+    from tlhelpers import features
+    from tlhelpers.classifier import preprocessing
+
+    payload = {"format": "tlhelpers.classifier", "format_version": 1, "backbone": classifier.backbone.name,
+               "requested": classifier.backbone.requested,
+               "backbone_sha256": features.model_fingerprint(classifier.backbone.model,
+                                                             skip=classifier.backbone.head_name),
+               "head": {"weight": classifier.head.weight.tolist(), "bias": classifier.head.bias.tolist()},
+               "classes": list(classifier.classes), "preprocessing": preprocessing(classifier.backbone.transforms)}
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_a_json_classifier_file_from_the_page_loads_and_predicts_alike(classifier, tmp_path):
+    loaded = Classifier.load(_as_json(classifier, tmp_path / "my-classes.json"))
+    pictures = [noise_picture(8), noise_picture(9)]
+    assert loaded.classes == CLASSES
+    assert [[c for c, _ in r] for r in loaded.rank(pictures)] == [[c for c, _ in r] for r in classifier.rank(pictures)]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "is not a JSON classifier file"),
+    ('{"format": "something else"}', "without the 'tlhelpers.classifier' marker"),
+    ('{"format": "tlhelpers.classifier", "format_version": 1, "head": {"weight": "abc"}}', "not a matrix"),
+    ('{"format": "tlhelpers.classifier", "format_version": 2}', "format version 2"),
+])
+def test_a_broken_json_classifier_file_is_refused_clearly(tmp_path, text, message):
+    path = tmp_path / "my-classes.json"
+    path.write_text(text)
+    with pytest.raises(ClassifierFileError, match=message):
+        Classifier.load(path)

@@ -170,13 +170,13 @@ def test_files_that_are_not_exported_classifiers(tmp_path):
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "static"])
+@pytest.mark.parametrize("mode", ["dynamic", "static", "weights"])
 def test_int8_copies_keep_the_metadata_and_roughly_the_outputs(exported, tmp_path, mode):
     calibration = pictures(4) if mode == "static" else None
     path = export.quantize(exported, tmp_path / f"{mode}.onnx", mode=mode, calibration_photos=calibration)
     onnx.checker.check_model(onnx.load(str(path)))
     model, reference = onnx_inference.OnnxClassifier(path), onnx_inference.OnnxClassifier(exported)
-    assert model.variant == f"{mode} int8" and model.classes == CLASSES
+    assert model.variant == ("int8 weights" if mode == "weights" else f"{mode} int8") and model.classes == CLASSES
     assert model.preprocessing == reference.preprocessing and model.source == reference.source
     images = pictures(4)
     ours = onnx_inference.softmax(model.logits(model.batch(images)))
@@ -232,3 +232,23 @@ def test_seconds_summarises_the_timed_calls_only(monkeypatch):
     calls = []
     assert speed.seconds(lambda: calls.append(1), repeats=3, warmup=2, summary=min) == 1.0
     assert len(calls) == 5  # the warm-up calls are not timed
+
+
+def test_int8_weights_store_every_weight_in_8_bits_and_compute_in_float32(exported, tmp_path):
+    path = export.quantize(exported, tmp_path / "weights.onnx", mode="weights")
+    graph = onnx.load(str(path)).graph
+    conv_weights = {node.input[1] for node in graph.node if node.op_type in ("Conv", "Gemm")}
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    assert conv_weights <= dequantized  # every weight comes from int8 values and a scale per channel
+    assert not [node for node in graph.node if node.op_type == "QuantizeLinear"]  # activations stay float32
+    model, reference = onnx_inference.OnnxClassifier(path), onnx_inference.OnnxClassifier(exported)
+    images = pictures(4)
+    ours = onnx_inference.softmax(model.logits(model.batch(images)))
+    theirs = onnx_inference.softmax(reference.logits(reference.batch(images)))
+    assert np.abs(ours - theirs).max() < 0.01
+
+
+def test_quantize_refuses_an_unknown_mode(exported, tmp_path):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        export.quantize(exported, tmp_path / "x.onnx", mode="float16")
+    assert not list(tmp_path.iterdir())

@@ -90,3 +90,15 @@ def test_evaluate_and_predict_agree():
     assert scores["acc"] == pytest.approx((labels == fs.labels).float().mean().item())
     with pytest.raises(ValueError, match="no features"):
         heads.evaluate(head, fs.subset([]))
+
+
+def test_leave_one_out_classifies_each_photo_by_the_others():
+    corners = torch.eye(3)
+    x = torch.stack([corners[0], corners[0] * 0.9, corners[1], corners[1] * 0.9, corners[2], corners[2] * 0.9])
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    fs = FeatureSet(x, labels, [str(i) for i in range(6)], ["a", "b", "c"])
+    assert heads.leave_one_out(fs) == (6, 6)
+    # Photo 1 (a corner-0 photo) labelled "b" is wrong when left out; photo 0 is then alone in "a",
+    # so it is not counted (no prototype of "a" would be left).
+    fs = FeatureSet(x, torch.tensor([0, 1, 1, 1, 2, 2]), [str(i) for i in range(6)], ["a", "b", "c"])
+    assert heads.leave_one_out(fs) == (4, 5)

@@ -1,12 +1,21 @@
 """Fetch the third-party JavaScript the HTML book needs, from the npm registry (`make book` runs it).
 
 By default the book's pages would load two things from public CDNs, which a reader
-offline — and this project's build machines — cannot reach:
+offline — and this project's build machines — cannot reach (a third, the in-page
+model runtime, has no CDN-free default at all):
 
 - the widgets: chapters are stored with their widget state, and
   ``@jupyter-widgets/html-manager`` turns that state back into controls (myst-nb
   would load it, and require.js, from cdnjs/jsdelivr);
-- the formulas: Sphinx loads MathJax from jsdelivr on pages with math.
+- the formulas: Sphinx loads MathJax from jsdelivr on pages with math;
+- the in-page models: ``onnxruntime-web`` runs the chapters' ONNX files in the
+  page (WebAssembly, one thread).  A page opened from disk (``file://``) may not
+  ``fetch()`` a file, nor import an ES module, so the runtime is repacked into
+  one classic script, ``onnxruntime-web/ort-runtime.js``, that holds the
+  WebAssembly binary (gzip, base64) and the module glue as text; the page's own
+  ``book/live/live.js`` hands both to onnxruntime-web (``env.wasm.wasmBinary``
+  and a ``blob:`` URL for the glue).  The 15 MB binary is then a 5 MB script,
+  loaded once per visit and shared by every page.
 
 This script takes both packages from the npm registry at build time (through
 ``npm pack`` when npm is installed, else straight from the registry), checks each
@@ -72,6 +81,13 @@ PACKAGES = (
             keep=("embed.js", "embed.js.LICENSE.txt", "*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg")),
     # MathJax 3, the version Sphinx 7 loads by default (tex-mml-chtml.js), with the
     # pieces it loads on demand: fonts, TeX extensions, the menu, accessibility.
+    # The WebAssembly build of ONNX Runtime (its UMD script, the glue module and the
+    # binary); the glue and binary are repacked for file:// pages (see pack_ort()).
+    Package("onnxruntime-web", "1.31.1",
+            "sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw==",
+            folder="onnxruntime-web", strip="package",
+            keep=("dist/ort.wasm.min.js", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm",
+                  "README.md")),
     Package("mathjax", "3.2.2",
             "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
             folder="mathjax", strip="package/es5",
@@ -125,9 +141,39 @@ def fetch(package: Package) -> int:
     for pattern in package.keep:
         if "*" not in pattern and not (staging / pattern).is_file():
             raise SystemExit(f"{package.spec}: {package.strip}/{pattern} is missing from the package")
+    if package.name == "onnxruntime-web":
+        pack_ort(staging)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return count
+
+
+ORT_RUNTIME = "ort-runtime.js"
+
+
+def pack_ort(folder: Path) -> Path:
+    """Repack onnxruntime-web's WebAssembly binary and glue module into one classic script.
+
+    ``ort-runtime.js`` sets ``globalThis.tlbookOrtRuntime = {wasmGzipBase64, glue}``;
+    the raw ``.wasm`` and ``.mjs`` are then removed, so that the book does not
+    ship them twice.  gzip with a zero timestamp keeps the build deterministic.
+    """
+    import gzip
+    import json
+
+    dist = folder / "dist"
+    wasm = dist / "ort-wasm-simd-threaded.wasm"
+    glue = dist / "ort-wasm-simd-threaded.mjs"
+    packed = base64.b64encode(gzip.compress(wasm.read_bytes(), compresslevel=9, mtime=0)).decode()
+    target = dist / ORT_RUNTIME
+    target.write_text(
+        "// onnxruntime-web's WebAssembly binary (gzip, base64) and its glue module, repacked\n"
+        "// by tools/fetch_book_js.py so that pages opened from disk (file://) can run it.\n"
+        f"globalThis.tlbookOrtRuntime = {{wasmGzipBase64: {json.dumps(packed)},\n"
+        f"  glue: {json.dumps(glue.read_text())}}};\n")
+    wasm.unlink()
+    glue.unlink()
+    return target
 
 
 def _fetched() -> dict[str, str]:

@@ -17,11 +17,15 @@ weights are not those the head was trained on.  The backbone is therefore
 assumed to be the zoo's pretrained one, unchanged: a fine-tuned backbone
 cannot be saved this way.  The file is a ``torch.save`` of plain data and
 tensors (no pickled modules), readable with ``torch.load(weights_only=True)``.
+:meth:`Classifier.load` also reads the same fields written as JSON (a
+``.json`` file, the head as nested lists): the file that the book's page
+downloads after a reader taught it classes of their own (chapter 4).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -235,6 +239,8 @@ def _read_payload(path: Path) -> dict:
         raise ClassifierFileError(f"Classifier file not found: {path}")
     if not path.is_file():
         raise ClassifierFileError(f"{path} is a folder, not a classifier file")
+    if path.suffix.lower() == ".json":
+        return _read_json_payload(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, pickle garbage, pickled modules, permission …
@@ -253,6 +259,29 @@ def _read_payload(path: Path) -> dict:
             f"{path} has classifier format version {version!r} (written by tlhelpers "
             f"{payload.get('tlhelpers_version', '?')}); this tlhelpers reads version {FORMAT_VERSION} only."
         )
+    problem = _payload_problem(payload)
+    if problem:
+        raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")
+    return payload
+
+
+def _read_json_payload(path: Path) -> dict:
+    """The same payload written as JSON, with the head as nested lists: what the book's page downloads."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ClassifierFileError(f"{path} is not a JSON classifier file ({error}).") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ClassifierFileError(f"{path} is JSON without the {FORMAT!r} marker; it is not a classifier file.")
+    head = payload.get("head")
+    if isinstance(head, dict):
+        try:
+            payload["head"] = {name: torch.tensor(value, dtype=torch.float32) for name, value in head.items()}
+        except (TypeError, ValueError) as error:
+            raise ClassifierFileError(f"{path} has a head that is not a matrix of numbers ({error}).") from None
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise ClassifierFileError(f"{path} has classifier format version {payload.get('format_version')!r}; "
+                                  f"this tlhelpers reads version {FORMAT_VERSION} only.")
     problem = _payload_problem(payload)
     if problem:
         raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")

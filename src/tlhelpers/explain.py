@@ -17,6 +17,7 @@ not for VGG16, whose classifier has two hidden layers after the pooling;
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -151,3 +152,23 @@ def overlay(ax, image, cam, alpha: float = 0.45, cmap: str = "jet"):
                        extent=(-0.5, width - 0.5, height - 0.5, -0.5))
     ax.set_axis_off()
     return artist
+
+
+def overlay_image(image, cam, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """``image`` with ``cam`` blended in as a heat map: an H × W × 3 array in [0, 1] (chapter 4).
+
+    The picture that :func:`overlay` draws, as pixels, for places that show
+    a picture rather than a matplotlib figure (the explorer in the book's
+    page).  ``cam`` must have the picture's size (:func:`class_activation_map`
+    gives the model's input size, which is :func:`model_view`'s).
+    """
+    import matplotlib
+
+    from tlhelpers.plots import to_image
+
+    pixels = to_image(image)
+    heat = torch.as_tensor(cam).detach().cpu().float().clamp(0, 1).numpy()
+    if heat.shape != pixels.shape[:2]:
+        raise ValueError(f"the map is {heat.shape} but the picture {pixels.shape[:2]}; pass model_view(photo)")
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    return (1 - alpha) * pixels + alpha * colours

@@ -116,6 +116,30 @@ def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> n
     return head.eval()
 
 
+def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
+    """``(correct, counted)``: each photo classified by the prototype head of all the others (chapter 4).
+
+    The accuracy a prototype head (:func:`imprint`) will have on new photos,
+    estimated from its training photos alone: every photo is left out once
+    and classified by the head imprinted on the rest.  A photo that is the
+    only one of its class is not counted (no prototype would be left for it).
+    The book's page computes the same live, as a reader adds photos.
+    """
+    counts = torch.bincount(train_features.labels, minlength=len(train_features.classes))
+    correct = counted = 0
+    for i in range(len(train_features)):
+        if counts[train_features.labels[i]] < 2:
+            continue
+        others = torch.ones(len(train_features), dtype=torch.bool)
+        others[i] = False
+        head = imprint(train_features.subset(others))
+        with torch.inference_mode():
+            guess = head(train_features.features[i:i + 1].float()).argmax(1).item()
+        correct += int(guess == train_features.labels[i].item())
+        counted += 1
+    return correct, counted
+
+
 def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
     """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs`` (chapters 2, 4 and 6)."""
     head.eval()

@@ -27,13 +27,10 @@ Run alone:  TLBOOK_BROWSER=1 .venv/bin/pytest -q tests/browser
 from __future__ import annotations
 
 import functools
-import http.server
 import json
 import os
 import re
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -41,30 +38,11 @@ import yaml
 if os.environ.get("TLBOOK_BROWSER") != "1":
     pytest.skip("the browser check runs with `make check-book` (or TLBOOK_BROWSER=1)", allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from browsing import ROOT, SCREENSHOTS, console_filtered  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-ROOT = Path(os.environ.get("TLBOOK_ROOT", REPO)).resolve()
-HTML = ROOT / "_build" / "html"
-SCREENSHOTS = ROOT / "_build" / "screenshots"
-CHROMIUM = os.environ.get("TLBOOK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
-# Console messages that are known to be harmless, as (regex, why). Anything else fails.
-HARMLESS_CONSOLE: list[tuple[str, str]] = [
-    (r"^uncaught: Identifier 'THEBE_JS_URL' has already been declared$",
-     "Sphinx 7 writes inline (body-only) <script>s that extensions add while building twice into "
-     "every page; sphinx-thebe's is `const THEBE_JS_URL = …`, so the second copy fails to re-declare "
-     "it. The first copy already set the same values, and the book has no live-code (thebe) button."),
-]
-# Requests whose failure does not matter to a reader, as (regex on the URL path, why).
-HARMLESS_MISSING: list[tuple[str, str]] = [
-    (r"^/favicon\.ico$", "the book has no favicon; browsers ask for one anyway"),
-    (r"\.js\.map$", "source maps: only developer tools ask for them, and they are not shipped"),
-]
 
 # Widget models that render as a control a reader can use, and how to find them in the page.
 CONTROLS = {
@@ -180,103 +158,10 @@ def _distinctive_line(text: str, elsewhere: str) -> str | None:
 # --------------------------------------------------------------------------- #
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-
-@pytest.fixture(scope="session")
-def server():
-    if not (HTML / "index.html").is_file():
-        pytest.fail(f"{HTML} holds no built book: run `make book` first (make check-book does)")
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make check-book` installs it (apt-get install chromium)")
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Visit:
-    """One page opened in a fresh tab, with everything that went wrong while loading it."""
-
-    def __init__(self, browser, base: str, path: str):
-        self.base, self.path = base, path
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.page = self.context.new_page()
-        self.console_errors: list[str] = []
-        self.external: list[str] = []
-        self.failed: list[str] = []
-        self.page.on("console", self._on_console)
-        self.page.on("pageerror", lambda error: self.console_errors.append(f"uncaught: {error}"))
-        self.page.on("requestfailed", self._on_failed)
-        self.page.on("response", self._on_response)
-        self.page.route("**/*", self._only_local)
-        self.response = self.page.goto(f"{base}/{path}", wait_until="load")
-
-    def _only_local(self, route):
-        if urlparse(route.request.url).hostname in ("127.0.0.1", None) or route.request.url.startswith("data:"):
-            route.continue_()
-        else:  # a CDN or any other outside address: the book must not need it
-            self.external.append(route.request.url)
-            route.abort()
-
-    def _on_console(self, message):
-        if message.type == "error":
-            self.console_errors.append(message.text)
-
-    def _harmless(self, url: str) -> bool:
-        return any(re.search(rx, urlparse(url).path) for rx, _ in HARMLESS_MISSING)
-
-    def _on_failed(self, request):
-        if not request.url.startswith(self.base) or self._harmless(request.url):
-            return
-        self.failed.append(f"{request.url}: {request.failure}")
-
-    def _on_response(self, response):
-        if response.status >= 400 and not self._harmless(response.url):
-            self.failed.append(f"{response.url}: HTTP {response.status}")
-
-    def close(self):
-        self.context.close()
-
-
-@pytest.fixture
-def visit(browser, server):
-    opened = []
-
-    def open_page(path: str) -> Visit:
-        opened.append(Visit(browser, server, path))
-        return opened[-1]
-
-    yield open_page
-    for v in opened:
-        v.close()
-
-
 def _screenshot(page, file: str) -> None:
     target = SCREENSHOTS / f"{file}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
-
-
-def _console_filtered(messages: list[str]) -> list[str]:
-    # Chromium also reports every failed request as a console error; those are
-    # reported (with their URL) by the request checks already.
-    return [m for m in messages if not m.startswith("Failed to load resource")
-            and not any(re.search(rx, m) for rx, _ in HARMLESS_CONSOLE)]
 
 
 # --------------------------------------------------------------------------- #
@@ -318,7 +203,7 @@ def test_page(visit, file):
 
     problems += [f"external request (no CDN allowed): {url}" for url in v.external]
     problems += [f"failed request: {entry}" for entry in v.failed]
-    problems += [f"console error: {message}" for message in _console_filtered(v.console_errors)]
+    problems += [f"console error: {message}" for message in console_filtered(v.console_errors)]
     assert not problems, f"{file}.html:\n  " + "\n  ".join(problems)
 
 
