@@ -50,6 +50,12 @@ def test_the_model_is_not_changed_and_merge_copies_the_trained_top_back():
     assert torch.equal(net.layer1[0].conv1.weight, before["layer1.0.conv1.weight"])
 
 
+def test_top_model_leaves_the_callers_model_in_its_mode():
+    net = resnet().train()
+    activations.top_model(net, 1, torch.randn(1, 3, 64, 64))
+    assert net.training and all(module.training for module in net.modules())
+
+
 def test_a_network_that_a_split_would_change_is_refused():
     class Twice(nn.Module):  # one Tanh module called before the split and again after it
         def __init__(self):

@@ -55,6 +55,20 @@ def test_gradual_fit_keeps_the_body_still_in_its_first_stage():
     assert not torch.equal(model[0].weight, body_before)
 
 
+def test_an_interrupted_gradual_fit_leaves_the_body_trainable(monkeypatch):
+    from tlhelpers import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    model = toy()
+    monkeypatch.setattr(train, "fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=2, head_lr=1e-2, body_lr=1e-3,
+                               head_name="2", progress=False, device="cpu")
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_gradual_fit_with_a_schedule_and_discriminative_rates():
     from tlhelpers import schedules
 

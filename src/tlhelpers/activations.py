@@ -146,9 +146,10 @@ def top_model(model: nn.Module, k: int, example: torch.Tensor, head_name: str | 
         replaced.append(name)
     surgery.freeze(top)
     surgery.unfreeze(top, keep)
+    reference = copy.deepcopy(model).cpu().eval()  # the caller's model keeps its device and mode
     with torch.inference_mode():
-        expected = copy.deepcopy(model).cpu().eval()(example)
-        got = top.eval()(activations(model.cpu(), [(example, torch.zeros(len(example)))], k, head).tensors[0])
+        expected = reference(example)
+        got = top.eval()(activations(reference, [(example, torch.zeros(len(example)))], k, head).tensors[0])
     if got.shape != expected.shape or not torch.allclose(got, expected, atol=atol, rtol=1e-4):
         raise ValueError(f"the top of {type(model).__name__} above {keep[0]!r} does not reproduce the "
                          "network's outputs from the cached activations")

@@ -60,18 +60,20 @@ def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs:
     stages = [(head_epochs, [{"params": groups["head"], "lr": head_lr}]),
               (epochs - head_epochs, [{"params": groups["head"], "lr": head_lr, "name": "head"},
                                       {"params": groups["body"], "lr": body_lr, "name": "body"}])]
-    for stage, (stage_epochs, param_groups) in enumerate(stages):
-        if stage_epochs == 0:
-            continue
+    try:
+        for stage, (stage_epochs, param_groups) in enumerate(stages):
+            if stage_epochs == 0:
+                continue
+            for parameter in groups["body"]:
+                parameter.requires_grad_(stage == 1)
+            param_groups = [group for group in param_groups if group["params"]]
+            optimizer = torch.optim.Adam(param_groups)
+            scheduler = schedule(optimizer, _steps(train_loader, stage_epochs)) if schedule else None
+            part = train.fit(model, train_loader, val_loader, epochs=stage_epochs, optimizer=optimizer,
+                             scheduler=scheduler, scheduler_interval="batch", **fit_kwargs)
+            for row in part:
+                history.append({**row, "epoch": len(history) + 1})
+    finally:  # an interrupt (Ctrl-C) or an error must not leave the body frozen
         for parameter in groups["body"]:
-            parameter.requires_grad_(stage == 1)
-        param_groups = [group for group in param_groups if group["params"]]
-        optimizer = torch.optim.Adam(param_groups)
-        scheduler = schedule(optimizer, _steps(train_loader, stage_epochs)) if schedule else None
-        part = train.fit(model, train_loader, val_loader, epochs=stage_epochs, optimizer=optimizer,
-                         scheduler=scheduler, scheduler_interval="batch", **fit_kwargs)
-        for row in part:
-            history.append({**row, "epoch": len(history) + 1})
-    for parameter in groups["body"]:
-        parameter.requires_grad_(True)
+            parameter.requires_grad_(True)
     return history
