@@ -102,3 +102,11 @@ def test_leave_one_out_classifies_each_photo_by_the_others():
     # so it is not counted (no prototype of "a" would be left).
     fs = FeatureSet(x, torch.tensor([0, 1, 1, 1, 2, 2]), [str(i) for i in range(6)], ["a", "b", "c"])
     assert heads.leave_one_out(fs) == (4, 5)
+
+
+def test_a_head_refuses_features_of_another_width_clearly():
+    head = nn.Linear(4, 2)
+    fs = FeatureSet(torch.randn(3, 5), torch.tensor([0, 1, 0]), ["a", "b", "c"], ["x", "y"])
+    for call in (heads.predict, heads.evaluate):
+        with pytest.raises(ValueError, match="the head takes 4 features, but these have 5"):
+            call(head, fs)

@@ -52,3 +52,11 @@ def test_rank_puts_flipped_labels_first():
     assert set(found[:3].tolist()) == {3, 25, 47}
     with pytest.raises(ValueError, match="one row"):
         label_issues.rank(noisy[:5], probs)
+
+
+def test_a_row_of_zeros_is_refused_clearly():
+    from tlhelpers import label_issues
+
+    probs = torch.tensor([[0.9, 0.1], [0.0, 0.0], [0.2, 0.8], [0.1, 0.9]])
+    with pytest.raises(ValueError, match=r"sum to 0 \(the first is row 1\)"):
+        label_issues.rank(torch.tensor([0, 0, 1, 1]), probs)

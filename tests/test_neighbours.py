@@ -77,3 +77,15 @@ def test_recall_at_k():
     assert neighbours.recall_at_k(torch.tensor([[1, 9, -1], [-1, -1, -1]]), exact) == pytest.approx(1 / 6)
     with pytest.raises(ValueError, match="shapes"):
         neighbours.recall_at_k(exact[:, :2], exact)
+
+
+def test_knn_predict_names_impossible_labels_clearly():
+    from tlhelpers import neighbours
+
+    keys = torch.eye(3)
+    with pytest.raises(ValueError, match="a label is 5, but num_classes is 3"):
+        neighbours.knn_predict(keys, torch.tensor([0, 1, 5]), keys, k=1, num_classes=3)
+    with pytest.raises(ValueError, match="class indices from 0"):
+        neighbours.knn_predict(keys, torch.tensor([0, -1, 1]), keys, k=1)
+    _, scores = neighbours.knn_predict(keys, torch.tensor([0, 1, 1]), keys, k=1, num_classes=4)
+    assert scores.shape == (3, 4)  # a class without training photos still has its column

@@ -116,6 +116,13 @@ def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> n
     return head.eval()
 
 
+def _check_width(head: nn.Module, fs: FeatureSet) -> None:
+    expected = getattr(head, "in_features", None)
+    if expected is not None and fs.dim != expected:
+        raise ValueError(f"the head takes {expected} features, but these have {fs.dim}: "
+                         "they come from another backbone (or another layer) than the head was trained on")
+
+
 def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
     """``(correct, counted)``: each photo classified by the prototype head of all the others (chapter 4).
 
@@ -142,6 +149,7 @@ def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
 
 def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
     """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs`` (chapters 2, 4 and 6)."""
+    _check_width(head, fs)
     head.eval()
     with torch.inference_mode():
         probabilities = head(fs.features.float()).softmax(1)
@@ -155,4 +163,5 @@ def evaluate(head: nn.Module, fs: FeatureSet) -> dict:
     """
     if len(fs) == 0:
         raise ValueError("no features to score")
+    _check_width(head, fs)
     return train.evaluate(head, _loader(fs, EVAL_BATCH), device="cpu", amp=False)

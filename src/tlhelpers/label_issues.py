@@ -58,6 +58,13 @@ def rank(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     p = np.asarray(torch.as_tensor(probs).double())
     if p.ndim != 2 or len(p) != len(y):
         raise ValueError(f"need one row of probabilities per label: {p.shape} for {len(y)} labels")
-    p = p / p.sum(1, keepdims=True)
+    if not np.isfinite(p).all() or (p < 0).any():
+        raise ValueError("probabilities must be finite and not negative")
+    totals = p.sum(1, keepdims=True)
+    empty = np.flatnonzero(totals[:, 0] == 0)
+    if len(empty):
+        raise ValueError(f"{len(empty)} row(s) of probabilities sum to 0 (the first is row {empty[0]}): "
+                         "every photo needs probabilities")
+    p = p / totals
     found = find_label_issues(y, p, return_indices_ranked_by="self_confidence")
     return torch.as_tensor(np.asarray(found, dtype=np.int64))

@@ -75,11 +75,21 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.
     its cosine similarity as the weight (clamped at 0); the scores are the
     votes divided by their sum, one row per query.  No training at all: adding
     a labelled photo to ``train`` changes the classifier at once.
+    ``num_classes`` defaults to the highest label + 1; pass it when a class
+    may have no training photo, so that the scores have a column for it.
     """
     labels = torch.as_tensor(train_labels).long()
     if len(labels) != len(train):
         raise ValueError(f"{len(train)} training features but {len(labels)} labels")
-    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    if len(labels) == 0:
+        raise ValueError("no training features to vote")
+    if labels.min() < 0:
+        raise ValueError(f"labels must be class indices from 0, got {int(labels.min())}")
+    highest = int(labels.max())
+    if num_classes is None:
+        num_classes = highest + 1  # classes above the highest label cannot be predicted: pass num_classes
+    elif highest >= num_classes:
+        raise ValueError(f"a label is {highest}, but num_classes is {num_classes}")
     sims, idx = search(queries, train, k, center=center, exclude_self=exclude_self)
     votes = torch.zeros(len(sims), num_classes)
     votes.scatter_add_(1, labels[idx], sims.clamp(min=0) + 1e-6)  # the epsilon: all-negative rows still vote
