@@ -24,7 +24,9 @@ Measures, on the current machine:
 8. the built book's pages answering an uploaded photo with onnxruntime-web,
    in headless Chromium (needs ``make book`` first; left out otherwise): for
    each in-page task, the bytes it downloads, the model load, the first photo
-   (load included) and the median answer once the model is loaded.
+   (load included) and the median answer once the model is loaded; and
+   chapter 4's teaching tool (three classes of the training photos): the time
+   to learn the 15th photo plus the time to answer a first test photo.
 
 and writes ``benchmarks/results/<machine-tag>.json`` and ``.md`` and
 regenerates ``benchmarks/results/index.md`` (the book's "How long things
@@ -469,6 +471,8 @@ CHROMIUM = os.environ.get("TLBOOK_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # as tests/browser
 PAGE_TIMEOUT_MS = 120_000  # one photo, the model load included
+TEACH_PER_CLASS = 5  # chapter 4's teaching tool: photos per class (15 for the three animals)
+TEACH_LABEL = report.TEACH_LABEL  # how a failure of the teaching tool is named in pages.failed
 # Installed on the explorer before its first photo: the time from the file input's change event
 # (the reader has chosen the photo) to the status saying the answer is on the page.
 WATCH_FIRST_ANSWER = """root => {
@@ -536,11 +540,30 @@ def page_uploads(html_root: Path = BOOK_HTML) -> list[tuple[str, str, int, str]]
         parser = _LiveExplorers()
         parser.feed(page.read_text(encoding="utf-8"))
         for index, config in enumerate(parser.configs):
+            if (config or {}).get("control") == "teach":
+                continue  # the teaching tool has its own measurement (time_teach)
             task = (config or {}).get("upload")
             if task and task not in seen:
                 seen.add(task)
                 found.append((stem, page.relative_to(html_root).as_posix(), index, task))
     return found
+
+
+def page_teach(html_root: Path = BOOK_HTML) -> tuple[str, str, int] | None:
+    """``(chapter, page path, explorer index)`` of the first chapter page's teaching tool (chapter 4), or None."""
+    for name in chapters():
+        stem = Path(name).stem
+        page = html_root / "notebooks" / f"{stem}.html"
+        if not page.is_file():
+            page = next(iter(sorted(html_root.rglob(f"{stem}.html"))), None)
+        if page is None:
+            continue
+        parser = _LiveExplorers()
+        parser.feed(page.read_text(encoding="utf-8"))
+        for index, config in enumerate(parser.configs):
+            if (config or {}).get("control") == "teach":
+                return stem, page.relative_to(html_root).as_posix(), index
+    return None
 
 
 def read_page_manifest(path: Path = PAGE_MANIFEST) -> dict:
@@ -551,19 +574,25 @@ def read_page_manifest(path: Path = PAGE_MANIFEST) -> dict:
     return json.loads(match.group(1))
 
 
-def _upload(page, root, photo: Path) -> None:
-    """One photo through the explorer's real file input; returns once the page has answered it."""
+def _act(page, root, action, what: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """``action()`` on an explorer; returns once its status line says done (or raises with what it said)."""
     status = root.locator(".tlbook-status")
     status.evaluate("el => { el.className = 'tlbook-status'; }")
-    root.locator("input[type=file]").set_input_files(str(photo))
+    action()
     page.wait_for_function("el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(),
-                           timeout=PAGE_TIMEOUT_MS)
+                           timeout=timeout_ms)
     if "tlbook-done" not in (status.get_attribute("class") or ""):
-        raise PageProblem(f"{photo.name}: {status.inner_text().strip()}")
+        raise PageProblem(f"{what}: {status.inner_text().strip()}")
 
 
-def time_page_task(browser, base: str, path: str, index: int, task: str, photos: list[Path]) -> dict:
-    """One task's explorer in a fresh browser context (nothing cached): photos[0] first, then every photo."""
+def _upload(page, root, photo: Path) -> None:
+    """One photo through the explorer's real file input; returns once the page has answered it."""
+    _act(page, root, lambda: root.locator("input[type=file]").set_input_files(str(photo)), photo.name)
+
+
+@contextlib.contextmanager
+def _fresh_page(browser, base: str, path: str):
+    """The page in a fresh browser context (nothing cached, nothing kept), once ``window.tlbookLive`` is ready."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     outside, errors = [], []
     try:
@@ -574,6 +603,18 @@ def time_page_task(browser, base: str, path: str, index: int, task: str, photos:
         page.goto(f"{base}/{path}", wait_until="load")
         page.wait_for_function("window.tlbookLive && window.tlbookLive.ready", timeout=30_000)
         page.evaluate("window.tlbookLive.ready")
+        yield page
+    finally:
+        context.close()
+        if outside:
+            log(f"  {path} made {len(outside)} request(s) outside the book, e.g. {outside[0]}")
+        if errors:
+            log(f"  {path}: uncaught error in the page: {errors[0]}")
+
+
+def time_page_task(browser, base: str, path: str, index: int, task: str, photos: list[Path]) -> dict:
+    """One task's explorer in a fresh browser context (nothing cached): photos[0] first, then every photo."""
+    with _fresh_page(browser, base, path) as page:
         root = page.locator(".tlbook-live").nth(index)
         if not root.locator("input[type=file]").is_enabled():
             raise PageProblem("the file input stayed disabled: " + root.locator(".tlbook-status").inner_text().strip())
@@ -585,12 +626,6 @@ def time_page_task(browser, base: str, path: str, index: int, task: str, photos:
         for photo in photos:
             _upload(page, root, photo)
         live = page.evaluate("({loads: window.tlbookLive.loads, timings: window.tlbookLive.timings})")
-    finally:
-        context.close()
-    if outside:
-        log(f"  {path} made {len(outside)} request(s) outside the book, e.g. {outside[0]}")
-    if errors:
-        log(f"  {path}: uncaught error in the page: {errors[0]}")
     timings = [t["ms"] for t in live["timings"] if t["task"] == task]
     if len(timings) != 1 + len(photos) or task not in live["loads"]:
         raise PageProblem(f"tlbookLive recorded {len(timings)} answers for {1 + len(photos)} photos "
@@ -601,8 +636,73 @@ def time_page_task(browser, base: str, path: str, index: int, task: str, photos:
             "first_answer_after_load_ms": round(timings[0], 1), "answer_ms": round(statistics.median(timings[1:]), 1)}
 
 
-def time_pages(photos: list[Path]) -> dict | None:
-    """Each in-page task of the built book answering ``photos`` in headless Chromium; None without a built book."""
+def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> dict:
+    """The teaching tool's entry from ``window.tlbookLive``: the ``photos``-th photo's and the first query's timings.
+
+    ``timings`` is ``tlbookLive.teach.timings`` (``{photos, ms}`` after photos were added, ``{query: true, ms}``
+    after a photo was classified), ``load_ms`` ``tlbookLive.loads.backbone``.
+    """
+    added = [t["ms"] for t in timings if t.get("photos") == photos and "ms" in t]
+    queries = [t["ms"] for t in timings if t.get("query") and "ms" in t]
+    if len(added) != 1 or not queries or load_ms is None:
+        raise PageProblem(f"tlbookLive.teach recorded {len(added)} entries for {photos} photos and "
+                          f"{len(queries)} answer(s)" + ("" if load_ms is not None else ", and no backbone load"))
+    last, first = round(added[0], 1), round(queries[0], 1)
+    return {"load_ms": round(load_ms, 1), "photos": photos, "last_photo_ms": last, "first_answer_ms": first,
+            "seconds": round((last + first) / 1e3, 3)}
+
+
+def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, list[Path]], query: Path) -> dict:
+    """Chapter 4's teaching tool in a fresh browser context: a class per entry of ``lessons``, named after its key.
+
+    Every class but the last gets all its photos at once and the last all but one; then its last photo alone
+    (the one timed) and ``query``, classified (the first answer, timed).
+    """
+    names = list(lessons)
+    total = sum(len(files) for files in lessons.values())
+    with _fresh_page(browser, base, path) as page:
+        root = page.locator(".tlbook-live").nth(index)
+        if "tlbook-teach" not in (root.get_attribute("class") or "").split():
+            raise PageProblem(f"explorer {index} of the page is not the teaching tool")
+        add_class = root.locator(".tlbook-add-class")
+        if not add_class.is_enabled():
+            raise PageProblem("the controls stayed disabled: " + root.locator(".tlbook-status").inner_text().strip())
+        rows = root.locator(".tlbook-class")
+        while rows.count() < len(names):
+            before = rows.count()
+            _act(page, root, add_class.click, "adding a class")
+            if rows.count() != before + 1:
+                raise PageProblem(f"adding a class left {rows.count()} classes")
+        for i, name in enumerate(names):
+            field = rows.nth(i).locator("input[type=text]")
+
+            def rename(field=field, name=name):
+                field.fill(name)
+                field.press("Tab")  # leaving the field fires its change event
+
+            _act(page, root, rename, f"naming class {i + 1} {name!r}")
+        batches = [(i, files) for i, files in enumerate(lessons.values())]
+        last_class, last_files = batches[-1]
+        batches = batches[:-1] + [(last_class, last_files[:-1]), (last_class, last_files[-1:])]
+        for i, files in batches:
+            if not files:
+                continue
+            chooser = rows.nth(i).locator("input.tlbook-class-photos")
+            _act(page, root, lambda chooser=chooser, files=files: chooser.set_input_files([str(f) for f in files]),
+                 f"adding {len(files)} photo(s) to {names[i]!r}", PAGE_TIMEOUT_MS * len(files))
+        _act(page, root, lambda: root.locator("input.tlbook-query").set_input_files(str(query)),
+             f"classifying {query.name}")
+        live = page.evaluate("({load: window.tlbookLive.loads.backbone ?? null,"
+                             " timings: (window.tlbookLive.teach || {}).timings || []})")
+    return teach_numbers(live["timings"], live["load"], total)
+
+
+def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None) -> dict | None:
+    """Each in-page task of the built book answering ``photos`` in headless Chromium; None without a built book.
+
+    With ``lessons`` (class name → training photos), chapter 4's teaching tool learns them and answers
+    ``photos[0]``: the entry ``teach`` (None when no page has the tool).
+    """
     missing = [p for p in (BOOK_HTML / "index.html", PAGE_MANIFEST) if not p.is_file()]
     if missing:
         log(f"  {', '.join(_shown(p) for p in missing)} missing: run `make book` first; the pages are left out")
@@ -620,9 +720,13 @@ def time_pages(photos: list[Path]) -> dict | None:
 
     manifest = read_page_manifest()
     uploads = page_uploads()
-    if not uploads:
+    teacher = page_teach() if lessons else None
+    if not uploads and not teacher:
         log(f"  no chapter page in {_shown(BOOK_HTML)} has an explorer that answers a photo; the pages are left out")
         return None
+    if lessons and not teacher:
+        log(f"  no chapter page in {_shown(BOOK_HTML)} has the teaching tool; it is left out")
+    teach = None
     os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # Debian's Chromium, never Playwright's own
     runs, failed = [], []
     with serve(BOOK_HTML) as base, sync_playwright() as playwright:
@@ -645,10 +749,22 @@ def time_pages(photos: list[Path]) -> dict | None:
                 log(f"  {chapter} ({task}): model loaded in {timed['load_ms']:.0f} ms, first photo "
                     f"{timed['first_answer_ms']:.0f} ms with the load ({timed['first_answer_after_load_ms']:.0f} ms "
                     f"after it), then {timed['answer_ms']:.0f} ms per photo (median of {len(photos)})")
+            if teacher:
+                chapter, path, index = teacher
+                try:
+                    teach = time_teach(browser, base, path, index, lessons, photos[0])
+                except (PageProblem, PlaywrightError) as error:
+                    failed.append(f"{chapter} ({TEACH_LABEL}): {str(error).strip().splitlines()[0]}")
+                    log(f"  {failed[-1]}")
+                else:
+                    log(f"  {chapter} ({TEACH_LABEL}): backbone loaded in {teach['load_ms']:.0f} ms; photo "
+                        f"{teach['photos']} learnt in {teach['last_photo_ms']:.0f} ms, first answer in "
+                        f"{teach['first_answer_ms']:.0f} ms: {teach['seconds']:.2f} s from the last photo added "
+                        f"to the first answer")
         finally:
             browser.close()
     return {"browser": f"Chromium {version}", "backbone": manifest["backbone"]["label"], "photos": len(photos),
-            "runtime_bytes": manifest["runtime"]["bytes"], "failed": failed, "runs": runs}
+            "runtime_bytes": manifest["runtime"]["bytes"], "failed": failed, "runs": runs, "teach": teach}
 
 
 # --------------------------------------------------------------------------- #
@@ -770,10 +886,14 @@ def main(argv=None) -> int:
 
     if "pages" not in args.skip:
         n = sizes["page_photos"]
-        test = data.split(animals, val=0.15, test=0.15, seed=SEED)["test"]
-        chosen = data.per_class(test, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
-        log(f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page")
-        result["pages"] = time_pages([Path(f) for f in chosen.files])
+        split = data.split(animals, val=0.15, test=0.15, seed=SEED)
+        chosen = data.per_class(split["test"], math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+        taught = data.per_class(split["train"], TEACH_PER_CLASS, seed=SEED)
+        lessons = {name: [Path(f) for f, label in zip(taught.files, taught.labels) if label == c]
+                   for c, name in enumerate(taught.classes)}
+        log(f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page, "
+            f"and chapter 4's teaching tool learning {len(taught)} photos")
+        result["pages"] = time_pages([Path(f) for f in chosen.files], lessons)
 
     result["budgets"] = report.budgets(result)
     paths = report.write(result, out)

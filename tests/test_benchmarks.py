@@ -536,9 +536,13 @@ def test_run_finds_the_upload_explorers_of_the_built_pages(tmp_path, monkeypatch
                                          + explorer({"control": "upload", "upload": "imagenet"}))
     (pages_dir / "03_b.html").write_text("<p>no explorer</p>" + explorer({"control": "slider"}))
     (pages_dir / "04_c.html").write_text(explorer({"control": "menu", "upload": "animals-cam"})
-                                         + explorer({"control": "upload", "upload": "imagenet"}))
+                                         + explorer({"control": "upload", "upload": "imagenet"})
+                                         + explorer({"control": "teach", "upload": "learn"}))
     assert run.page_uploads(tmp_path) == [("01_a", "notebooks/01_a.html", 1, "imagenet"),
                                           ("04_c", "notebooks/04_c.html", 0, "animals-cam")]
+    assert run.page_teach(tmp_path) == ("04_c", "notebooks/04_c.html", 2)  # the teaching tool is timed apart
+    (pages_dir / "04_c.html").write_text(explorer({"control": "menu", "upload": "animals-cam"}))
+    assert run.page_teach(tmp_path) is None
 
 
 def test_run_reads_the_page_manifest_and_leaves_the_pages_out_without_a_built_book(tmp_path, monkeypatch):
@@ -555,3 +559,110 @@ def test_run_reads_the_page_manifest_and_leaves_the_pages_out_without_a_built_bo
     assert run.time_pages([tmp_path / "photo.jpg"]) is None
     assert any("make book" in line for line in logged)
     assert run.parse_args(["--skip", "pages"]).skip == ["pages"] and run.SECTIONS[-1] == "pages"
+
+
+# --------------------------------------------------------------------------- #
+# Chapter 4's teaching tool (in the pages section)
+# --------------------------------------------------------------------------- #
+
+
+TEACH_BUDGET_NAME = "Chapter 4's page learns 15 photos and answers (in the browser)"
+
+
+def with_teach(quick: bool = False, last_photo_ms: float = 180.0, first_answer_ms: float = 240.0,
+               failed: tuple[str, ...] = ()) -> dict:
+    """A fabricated result whose pages entry has the teaching tool's timings (None when it failed)."""
+    result = with_pages(quick=quick, failed=failed)
+    teach = {"load_ms": 1400.0, "photos": 15, "last_photo_ms": last_photo_ms, "first_answer_ms": first_answer_ms,
+             "seconds": round((last_photo_ms + first_answer_ms) / 1e3, 3)}
+    result["pages"]["teach"] = None if any("(teaching tool)" in f for f in failed) else teach
+    result["budgets"] = report.budgets(result)
+    return result
+
+
+def _teach_budget(result: dict) -> dict:
+    budgets = [b for b in result["budgets"] if b["name"] == TEACH_BUDGET_NAME]
+    assert len(budgets) == 1, result["budgets"]
+    return budgets[0]
+
+
+def test_a_result_with_the_teaching_tool_is_well_formed():
+    result = with_teach()
+    assert report.validate(result) == []
+    assert report.validate(json.loads(json.dumps(result))) == []
+    missing = with_teach(failed=("04_cats_dogs_pandas (teaching tool): the controls stayed disabled",))
+    assert missing["pages"]["teach"] is None and report.validate(missing) == []
+    older = with_pages()  # pages measured before the teaching tool: still well formed, no budget for it
+    assert "teach" not in older["pages"] and report.validate(older) == []
+    assert all(b["name"] != TEACH_BUDGET_NAME for b in older["budgets"])
+    assert len(older["budgets"]) == 3
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda t: t.pop("seconds"), "pages.teach.seconds is missing"),
+    (lambda t: t.update(photos=15.0), "pages.teach.photos should be int, not float"),
+    (lambda t: t.update(last_photo_ms="fast"), "pages.teach.last_photo_ms should be int or float, not str"),
+])
+def test_a_malformed_teach_entry_is_named(breakage, message):
+    result = with_teach()
+    breakage(result["pages"]["teach"])
+    assert report.validate(result) == [message]
+
+
+def test_teach_budget():
+    budget = _teach_budget(with_teach(last_photo_ms=180.0, first_answer_ms=240.0))
+    assert budget["verdict"] == "met" and budget["limit"] == "≤ 1 s from the last photo added to the first answer"
+    assert budget["measured"] == ("0.42 s (photo 15 learnt in 180 ms, first answer in 240 ms; "
+                                  "backbone loaded in 1.4 s)")
+    assert _teach_budget(with_teach(last_photo_ms=400.0, first_answer_ms=600.0))["verdict"] == "met"
+    slow = _teach_budget(with_teach(last_photo_ms=700.0, first_answer_ms=450.0))
+    assert slow["verdict"] == "not met" and slow["measured"].startswith("1.1 s")
+    assert _pages_budget(with_teach(last_photo_ms=700.0, first_answer_ms=450.0))["verdict"] == "met"
+
+
+def test_teach_budget_not_met_when_the_tool_did_not_answer_and_apart_from_the_uploads():
+    result = with_teach(failed=("04_cats_dogs_pandas (teaching tool): adding 5 photo(s) to 'cats': unreadable",))
+    budget = _teach_budget(result)
+    assert budget["verdict"] == "not met" and "adding 5 photo(s)" in budget["note"]
+    assert budget["measured"] == "not measured"
+    assert _pages_budget(result)["verdict"] == "met"  # the upload explorers all answered
+    upload_failed = with_teach(failed=("07_shipping_the_model (classifier): the file input stayed disabled",))
+    assert _pages_budget(upload_failed)["verdict"] == "not met"
+    assert _teach_budget(upload_failed)["verdict"] == "met"
+
+
+def test_teach_budget_not_checked_when_quick_or_skipped():
+    quick = _teach_budget(with_teach(quick=True, last_photo_ms=10.0, first_answer_ms=10.0))
+    assert quick["verdict"] == "not checked" and quick["note"] == "quick run" and quick["measured"] != "not measured"
+    skipped = {**fabricated(), "pages": None}
+    budget = _teach_budget({**skipped, "budgets": report.budgets(skipped)})
+    assert budget["verdict"] == "not checked" and budget["measured"] == "not measured"
+
+
+def test_markdown_of_the_teaching_tool():
+    text = report.render_markdown(with_teach())
+    section = text.split("\n## The book's pages answering a photo\n")[1].split("\n## ")[0]
+    assert "*Chapter 4's teaching tool*" in section
+    assert "Photo 15, added on its own, took 180 ms" in section and "a first test photo 240 ms" in section
+    assert "**0.42 s** from the last photo added to the first answer" in section
+    budgets = {row[0]: row for row in _tables(text)[1][1:]}
+    assert budgets[TEACH_BUDGET_NAME][3] == "**met**"
+    assert "teaching tool" not in report.render_markdown(with_pages())
+    failed = with_teach(failed=("04_cats_dogs_pandas (teaching tool): the controls stayed disabled",))
+    text = report.render_markdown(failed)
+    assert "*Chapter 4's teaching tool*" not in text
+    assert "**Not answered**: 04_cats_dogs_pandas (teaching tool)" in text
+
+
+def test_run_reads_the_teaching_tools_timings():
+    run = _load_run()
+    timings = [{"photos": 5, "ms": 900.0}, {"photos": 10, "ms": 800.0}, {"photos": 14, "ms": 700.0},
+               {"photos": 15, "ms": 181.04}, {"query": True, "ms": 239.96}]
+    assert run.teach_numbers(timings, 1432.11, 15) == {"load_ms": 1432.1, "photos": 15, "last_photo_ms": 181.0,
+                                                       "first_answer_ms": 240.0, "seconds": 0.421}
+    with pytest.raises(run.PageProblem, match="0 entries for 15 photos"):
+        run.teach_numbers(timings[:3] + timings[4:], 1432.11, 15)
+    with pytest.raises(run.PageProblem, match="0 answer"):
+        run.teach_numbers(timings[:4], 1432.11, 15)
+    with pytest.raises(run.PageProblem, match="no backbone load"):
+        run.teach_numbers(timings, None, 15)
