@@ -530,3 +530,37 @@ def test_locate_downloads_with_kagglehub_and_links_into_cache(tmp_path, isolated
     again = data.locate()
     assert again == found and calls == [data.KAGGLE_DATASETS["animals"]]
     assert data.scan(again).classes == ["cats", "dogs", "panda"]
+
+
+def test_an_interrupted_copy_into_the_cache_leaves_nothing_that_locate_accepts(tmp_path, isolated_places,
+                                                                             monkeypatch):
+    import shutil
+    import sys
+    import types
+
+    download = make_kaggle_animals_download(tmp_path / "kagglehub" / "versions" / "1")
+    fake = types.ModuleType("kagglehub")
+    fake.dataset_download = lambda handle: str(download)
+    monkeypatch.setitem(sys.modules, "kagglehub", fake)
+    monkeypatch.delenv(runtime.OFFLINE_ENV, raising=False)
+
+    def no_links(self, *args, **kwargs):
+        raise OSError("links are not allowed here")
+
+    monkeypatch.setattr(Path, "symlink_to", no_links)
+    real_copytree = shutil.copytree
+
+    def copy_one_class_then_stop(source, target, **kwargs):
+        real_copytree(Path(source) / "cats", Path(target) / "cats", **kwargs)
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
+
+    monkeypatch.setattr(shutil, "copytree", copy_one_class_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        data.locate()
+    assert not (isolated_places / "animals").exists()
+    assert list(isolated_places.iterdir()) == []  # nor a half-copied temporary folder
+
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    found = data.locate()
+    assert found == (isolated_places / "animals").resolve() and not found.is_symlink()
+    assert data.scan(found).counts() == {"cats": 3, "dogs": 3, "panda": 3}

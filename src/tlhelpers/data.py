@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,23 @@ def _best_dataset_folder(top: Path, max_depth: int = 4) -> Path | None:
     return best
 
 
+def _copy_whole(source: Path, target: Path) -> None:
+    """Copy the folder ``source`` to ``target`` so that ``target`` appears complete or not at all.
+
+    The copy goes into a hidden temporary folder beside ``target`` and is
+    renamed at the end; an interrupted copy leaves no ``target`` for
+    :func:`locate` to mistake for the data set (and its temporary folder is
+    removed, or, after a hard kill, ignored as a hidden folder).
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
     """Download ``name`` with kagglehub and expose it at ``cache_target``; (path, what happened)."""
     handle = KAGGLE_DATASETS.get(name)
@@ -177,7 +195,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
         try:
             cache_target.symlink_to(found, target_is_directory=True)
         except OSError:
-            shutil.copytree(found, cache_target)
+            _copy_whole(found, cache_target)
         return cache_target, f"download with kagglehub ({handle}): done"
     return found, f"download with kagglehub ({handle}): done"
 
