@@ -278,3 +278,10 @@ def test_a_broken_json_classifier_file_is_refused_clearly(tmp_path, text, messag
     path.write_text(text)
     with pytest.raises(ClassifierFileError, match=message):
         Classifier.load(path)
+
+
+def test_the_training_split_travels_with_the_file(classifier, tmp_path):
+    classifier.split = {"seed": 3, "val": 0.2, "test": 0.1}
+    assert Classifier.load(classifier.save(tmp_path / "split.pt")).split == {"seed": 3, "val": 0.2, "test": 0.1}
+    classifier.split = None
+    assert Classifier.load(classifier.save(tmp_path / "none.pt")).split is None  # older files: unknown

@@ -115,3 +115,39 @@ def test_export_without_the_onnx_packages_says_what_to_install(model_file, tmp_p
     assert cli.main(["export", str(model_file), "--onnx", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: exporting needs onnx, onnxscript and onnxruntime") and "tlhelpers[onnx]" in err
+
+
+def test_calibration_uses_the_training_runs_split_and_only_readable_photos(tmp_path):
+    from test_data import make_good_jpeg
+
+    from tlhelpers import cli, data
+
+    folder = tmp_path / "photos"
+    for index, name in enumerate(("cats", "dogs")):
+        (folder / name).mkdir(parents=True)
+        for i in range(20):
+            make_good_jpeg(folder / name / f"{name}_{i:02d}.jpg", seed=50 * index + i)
+    (folder / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    split = {"seed": 3, "val": 0.15, "test": 0.15}
+    photos = cli._calibration_photos(str(folder), 64, split)
+    usable = data.scan(folder).subset([i for i, p in enumerate(data.scan(folder).files) if p.name != "broken.jpg"])
+    training = set(data.split(usable, val=0.15, test=0.15, seed=3)["train"].files)
+    assert photos and set(photos) <= training  # never a test photo of the seed-3 run
+    assert all(p.name != "broken.jpg" for p in photos)
+    seed_0_training = set(data.split(usable, val=0.15, test=0.15, seed=0)["train"].files)
+    assert not set(photos) <= seed_0_training  # the stored split, not the default one, decides
+
+
+def test_an_unreadable_calibration_photo_is_named_not_reported_as_a_write_error(tmp_path):
+    from tlhelpers import export
+
+    class Reader(export.PhotoCalibration):
+        def __init__(self, photos):  # no model file needed to read photos
+            self.preprocessing = {"resize_size": [8], "crop_size": [8], "mean": [0.5] * 3, "std": [0.5] * 3}
+            self.photos, self.batch_size = photos, 8
+            self.rewind()
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a photo")
+    with pytest.raises(export.CalibrationPhotoError, match="calibration photo .*bad.jpg cannot be read"):
+        Reader([bad]).get_next()

@@ -148,6 +148,7 @@ def test_replaces_its_own_classifier_file(folder, cache, tmp_path):
     assert train(folder, "-o", out) == 0
     assert train(folder, "-o", out, "--seed", "1") == 0
     assert Classifier.load(out).classes == list(PER_CLASS)
+    assert Classifier.load(out).split == {"seed": 1, "val": 0.15, "test": 0.15}  # export --calibration uses it
 
 
 def test_output_that_is_a_folder_exits_2(folder, tmp_path, capsys):

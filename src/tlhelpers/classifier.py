@@ -85,12 +85,15 @@ class Classifier:
     was trained on (``backbone.name`` is the model that ran, ``requested`` the
     one asked for); ``head`` is an ``nn.Linear(features, len(classes))`` as
     returned by :func:`tlhelpers.heads.fit_linear`; ``classes`` are the class
-    names in label order.
+    names in label order.  ``split`` records how the training photos were
+    split (``{"seed": 0, "val": 0.15, "test": 0.15}``), so that later steps
+    (``export --calibration``) use training photos only; ``None`` when unknown.
     """
 
     backbone: zoo.Backbone
     head: nn.Linear
     classes: list[str]
+    split: dict | None = None  # the training run's split: {"seed", "val", "test"} of tlhelpers.data.split
 
     def __post_init__(self) -> None:
         self.classes = [str(name) for name in self.classes]
@@ -185,6 +188,9 @@ class Classifier:
             "preprocessing": preprocessing(self.backbone.transforms),
             "tlhelpers_version": __version__,
         }
+        if self.split is not None:
+            payload["split"] = {"seed": int(self.split["seed"]), "val": float(self.split["val"]),
+                                "test": float(self.split["test"])}
         return files.save_atomically(payload, path)
 
     @classmethod
@@ -229,7 +235,7 @@ class Classifier:
         head = nn.Linear(in_features, out_features, bias="bias" in state)
         head.load_state_dict(state)
         try:
-            return cls(backbone, head.eval(), list(payload["classes"]))
+            return cls(backbone, head.eval(), list(payload["classes"]), split=payload.get("split"))
         except ValueError as error:
             raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from None
 

@@ -268,11 +268,13 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_train)
 
 
-def _calibration_photos(folder: str, count: int) -> list:
-    from tlhelpers import data
+def _calibration_photos(folder: str, count: int, split: dict | None) -> list:
+    """Training photos of ``folder`` for static int8: usable ones only, from the split the model was trained with."""
+    from tlhelpers import data, recipe
 
-    # The training part of the split `train` makes with its defaults: no test photo calibrates.
-    images = data.split(data.scan(folder), val=0.15, test=0.15, seed=0)["train"]
+    split = split or {"seed": 0, "val": 0.15, "test": 0.15}  # files written before the split was stored
+    usable = recipe.usable_images(data.check(folder))  # what train used: unreadable photos left out
+    images = data.split(usable, val=split["val"], test=split["test"], seed=split["seed"])["train"]
     per_class = max(1, count // len(images.classes))
     fewest = min(images.counts().values())
     if fewest == 0:
@@ -281,7 +283,7 @@ def _calibration_photos(folder: str, count: int) -> list:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from tlhelpers import recipe, zoo
+    from tlhelpers import data, recipe, zoo
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
     try:
@@ -308,8 +310,8 @@ def run_export(args: argparse.Namespace) -> int:
     photos = []
     if args.calibration:
         try:
-            photos = _calibration_photos(args.calibration, args.calibration_size)
-        except ValueError as error:
+            photos = _calibration_photos(args.calibration, args.calibration_size, classifier.split)
+        except (ValueError, recipe.FolderNotUsable, data.DataNotFound) as error:
             _error(f"no calibration photos: {error}")
             return 2
     out = Path(args.onnx)
@@ -322,6 +324,9 @@ def run_export(args: argparse.Namespace) -> int:
                 fp32 = export.to_onnx(classifier, Path(folder) / "fp32.onnx")
                 mode = "static" if photos else "dynamic"
                 export.quantize(fp32, out, mode=mode, calibration_photos=photos)
+    except export.CalibrationPhotoError as error:
+        _error(str(error))
+        return 2
     except OSError as error:
         _error(f"cannot write {out}: {error.strerror or error}")
         return 2
@@ -352,8 +357,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--int8", action="store_true", help="quantize the weights to 8-bit integers")
     parser.add_argument("--calibration", metavar="FOLDER", default=None,
                         help="with --int8: the folder the model was trained on (one subfolder per class); "
-                        "photos from the training part of train's default split (seed 0) calibrate static "
-                        "quantization; without it --int8 is dynamic")
+                        "readable photos from the training part of the split that 'train' made (its --seed, "
+                        "--val and --test, stored in MODEL) calibrate static quantization; without it --int8 "
+                        "is dynamic")
     parser.add_argument("--calibration-size", type=_positive_int, default=64, metavar="N",
                         help="about how many calibration photos to use, the same number per class (default: 64)")
     parser.add_argument("--overwrite", action="store_true",

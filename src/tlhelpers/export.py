@@ -108,6 +108,10 @@ def write_onnx(model: torch.nn.Module, path: str | os.PathLike, values: dict[str
     return path
 
 
+class CalibrationPhotoError(ValueError):
+    """A calibration photo cannot be read (its message names it)."""
+
+
 class PhotoCalibration:
     """Calibration batches for static int8: photos prepared as the metadata says (chapter 7, indirectly).
 
@@ -134,8 +138,16 @@ class PhotoCalibration:
             return None
         chunk = self.photos[self._start:self._start + self.batch_size]
         self._start += self.batch_size
-        prepare = onnx_inference.preprocess
-        return {INPUT: np.stack([prepare(onnx_inference.read_rgb(p), self.preprocessing) for p in chunk])}
+        return {INPUT: np.stack([self._prepared(photo) for photo in chunk])}
+
+    def _prepared(self, photo) -> np.ndarray:
+        from PIL import UnidentifiedImageError
+
+        try:
+            picture = onnx_inference.read_rgb(photo)
+        except (OSError, UnidentifiedImageError, ValueError) as error:  # PIL's errors for a bad file
+            raise CalibrationPhotoError(f"calibration photo {photo} cannot be read: {error}") from error
+        return onnx_inference.preprocess(picture, self.preprocessing)
 
 
 def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static",

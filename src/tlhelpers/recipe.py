@@ -142,7 +142,8 @@ def train_on_folder(
         accuracy[key] = (predictions == part.labels).float().mean().item()
         confusion[key] = confusion_matrix(part.labels, predictions, n)
     return TrainingResult(
-        classifier=classifier.Classifier(backbone, head.eval(), list(images.classes)),
+        classifier=classifier.Classifier(backbone, head.eval(), list(images.classes),
+                                         split={"seed": seed, "val": val, "test": test}),
         report=report,
         counts={name: part.counts() for name, part in splits.items()},
         accuracy=accuracy,
