@@ -285,3 +285,36 @@ def test_the_training_split_travels_with_the_file(classifier, tmp_path):
     assert Classifier.load(classifier.save(tmp_path / "split.pt")).split == {"seed": 3, "val": 0.2, "test": 0.1}
     classifier.split = None
     assert Classifier.load(classifier.save(tmp_path / "none.pt")).split is None  # older files: unknown
+
+
+def test_an_unreadable_file_says_permission_denied_and_keeps_the_cause(classifier, tmp_path, monkeypatch):
+    path = classifier.save(tmp_path / "model.pt")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", denied)
+    with pytest.raises(ClassifierFileError, match="permission denied") as caught:
+        Classifier.load(path)
+    assert isinstance(caught.value.__cause__, PermissionError)
+
+
+def test_a_file_that_cannot_be_read_is_not_called_foreign(classifier, tmp_path, monkeypatch):
+    from tlhelpers import recipe
+
+    path = classifier.save(tmp_path / "model.pt")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", denied)
+    problem = recipe.writable_output(path)
+    assert "cannot be read (Permission denied)" in problem and "not written by tlhelpers" not in problem
+
+
+def test_garbage_keeps_its_cause(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(ClassifierFileError) as caught:
+        Classifier.load(path)
+    assert caught.value.__cause__ is not None

@@ -564,3 +564,36 @@ def test_an_interrupted_copy_into_the_cache_leaves_nothing_that_locate_accepts(t
     found = data.locate()
     assert found == (isolated_places / "animals").resolve() and not found.is_symlink()
     assert data.scan(found).counts() == {"cats": 3, "dogs": 3, "panda": 3}
+
+
+def test_a_programming_error_is_not_reported_as_an_unreadable_image(tmp_path, monkeypatch):
+    photo = make_good_jpeg(tmp_path / "ok.jpg")
+
+    def broken(image):
+        raise TypeError("a bug, not a bad photo")
+
+    monkeypatch.setattr(data, "to_rgb", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        data.load_rgb(photo)
+
+
+def test_a_broken_exif_block_is_said_not_swallowed(tmp_path, monkeypatch):
+    from PIL import ImageOps
+
+    photo = make_good_jpeg(tmp_path / "ok.jpg")
+
+    def bad_exif(image):
+        raise SyntaxError("not a TIFF file")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", bad_exif)
+    with pytest.warns(data.BrokenExifWarning, match="ok.jpg: its EXIF block cannot be read"):
+        picture = data.load_rgb(photo)
+    assert picture.mode == "RGB"  # the pixels are still used
+
+
+def test_a_corrupt_file_keeps_its_cause(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)
+    with pytest.raises(data.UnreadableImage) as caught:
+        data.load_rgb(bad)
+    assert caught.value.__cause__ is not None

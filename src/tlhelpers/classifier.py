@@ -28,6 +28,8 @@ import copy
 import json
 import math
 import os
+import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +58,11 @@ def preprocessing(transforms) -> dict:
             "std": [float(v) for v in transforms.std],
             "interpolation": transforms.interpolation.value,
         }
-    except (AttributeError, TypeError):
+    except (AttributeError, TypeError) as error:
         raise TypeError(
             f"{type(transforms).__name__} is not a torchvision ImageClassification preset; "
             "only classifiers on tlhelpers.zoo backbones can be saved"
-        ) from None
+        ) from error
 
 
 def _same_preprocessing(a: dict, b: dict) -> bool:
@@ -212,7 +214,7 @@ class Classifier:
         try:
             backbone = zoo.load(name)
         except zoo.WeightsUnavailable as error:
-            raise type(error)(f"{path} needs the {zoo.title(name)} backbone. {error}") from None
+            raise type(error)(f"{path} needs the {zoo.title(name)} backbone. {error}") from error
         if backbone.name != name:
             raise zoo.WeightsUnavailable(
                 f"{path} holds a head trained on {zoo.title(name)} features, but here {backbone.source} "
@@ -237,7 +239,7 @@ class Classifier:
         try:
             return cls(backbone, head.eval(), list(payload["classes"]), split=payload.get("split"))
         except ValueError as error:
-            raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from None
+            raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from error
 
 
 def _read_payload(path: Path) -> dict:
@@ -249,11 +251,14 @@ def _read_payload(path: Path) -> dict:
         return _read_json_payload(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, pickle garbage, pickled modules, permission …
+    except PermissionError as error:
+        raise ClassifierFileError(f"{path} cannot be read: permission denied") from error
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        # truncated zip, pickle garbage, pickled modules (refused by weights_only) …
         raise ClassifierFileError(
             f"{path} cannot be read as a classifier file ({type(error).__name__}); it is truncated, "
             "corrupt, or was not written by Classifier.save."
-        ) from None
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ClassifierFileError(
             f"{path} is not a classifier file (it holds a {type(payload).__name__} without the "
@@ -276,7 +281,7 @@ def _read_json_payload(path: Path) -> dict:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ClassifierFileError(f"{path} is not a JSON classifier file ({error}).") from None
+        raise ClassifierFileError(f"{path} is not a JSON classifier file ({error}).") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ClassifierFileError(f"{path} is JSON without the {FORMAT!r} marker; it is not a classifier file.")
     head = payload.get("head")
@@ -284,7 +289,7 @@ def _read_json_payload(path: Path) -> dict:
         try:
             payload["head"] = {name: torch.tensor(value, dtype=torch.float32) for name, value in head.items()}
         except (TypeError, ValueError) as error:
-            raise ClassifierFileError(f"{path} has a head that is not a matrix of numbers ({error}).") from None
+            raise ClassifierFileError(f"{path} has a head that is not a matrix of numbers ({error}).") from error
     if payload.get("format_version") != FORMAT_VERSION:
         raise ClassifierFileError(f"{path} has classifier format version {payload.get('format_version')!r}; "
                                   f"this tlhelpers reads version {FORMAT_VERSION} only.")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import struct
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -287,6 +288,16 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# What Pillow raises for a file it cannot decode; anything else (a TypeError, say) is a bug and propagates.
+DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError,
+                 Image.DecompressionBombWarning)
+EXIF_ERRORS = (OSError, ValueError, KeyError, SyntaxError, struct.error)
+
+
+class BrokenExifWarning(UserWarning):
+    """A photo's EXIF block could not be read; it is used as stored (perhaps lying on its side)."""
+
+
 def _reason(error: BaseException) -> str:
     """A short human reason for a failed decode."""
     text = str(error)
@@ -330,12 +341,14 @@ def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
                 image.load()
                 try:
                     image = ImageOps.exif_transpose(image)
-                except Exception:  # broken EXIF block: the pixels are fine, keep them as stored
-                    pass
+                except EXIF_ERRORS as error:  # a broken EXIF block: the pixels are fine, keep them as stored
+                    warnings.warn(f"{path.name}: its EXIF block cannot be read ({type(error).__name__}: {error}); "
+                                  "the picture is used as stored, without turning it upright", BrokenExifWarning,
+                                  stacklevel=2)
                 return to_rgb(image)
     except UnreadableImage:
         raise
-    except Exception as error:
+    except DECODE_ERRORS as error:
         raise UnreadableImage(path, _reason(error)) from error
 
 

@@ -37,8 +37,10 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
+import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -223,7 +225,8 @@ def _load_cached(path: Path, key: str, files: list[str]) -> dict | None:
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, pickle garbage, permission …
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        # truncated zip, pickle garbage, permission …
         _warn(path, f"cannot be read ({type(error).__name__})")
         return None
     problem = _payload_problem(payload, key, files)

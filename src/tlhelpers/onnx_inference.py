@@ -102,14 +102,15 @@ def _session(path: Path, threads: int | None):
 
     if not path.is_file():
         raise OnnxFileError(f"ONNX file not found: {path}")
+    path.open("rb").close()  # a PermissionError says what it is, not "corrupt"
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own Fail / InvalidProtobuf …
+    except Exception as error:  # onnxruntime's Fail, InvalidProtobuf, InvalidGraph … derive from Exception only
         raise OnnxFileError(f"{path} cannot be read as an ONNX model ({type(error).__name__}); "
-                            "it is truncated, corrupt, or not an ONNX file.") from None
+                            "it is truncated, corrupt, or not an ONNX file.") from error
 
 
 def _metadata(session, path: Path) -> dict:
@@ -126,7 +127,7 @@ def _metadata(session, path: Path) -> dict:
             "variant": props.get("tlhelpers.variant", "?"),
         }
     except (KeyError, ValueError, TypeError) as error:
-        raise OnnxFileError(f"{path} has incomplete tlhelpers metadata ({error})") from None
+        raise OnnxFileError(f"{path} has incomplete tlhelpers metadata ({error})") from error
 
 
 class OnnxClassifier:

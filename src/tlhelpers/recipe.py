@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,8 +159,10 @@ def is_classifier_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save` (chapter 7, indirectly)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file, truncated, unreadable …
-        return False
+    except PermissionError:
+        raise  # cannot tell: the caller says so, instead of "not written by tlhelpers"
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
+        return False  # not a torch file, truncated, corrupt
     return isinstance(payload, dict) and payload.get("format") == classifier.FORMAT
 
 
@@ -175,8 +179,13 @@ def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_cl
         return f"{path} is a folder; give a file name"
     if not path.parent.is_dir():
         return f"the folder {path.parent} does not exist"
-    if path.exists() and not overwrite and not kind(path):
-        return f"{path} exists and was not written by tlhelpers; pass --overwrite to replace it"
+    if path.exists() and not overwrite:
+        try:
+            ours = kind(path)
+        except PermissionError as error:
+            return f"{path} exists and cannot be read ({error.strerror or error}), so it may not be replaced"
+        if not ours:
+            return f"{path} exists and was not written by tlhelpers; pass --overwrite to replace it"
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
             pass

