@@ -150,7 +150,8 @@ def test_the_teaching_tool_learns_classes_and_refuses_a_photo_in_two():
     colours = {"reds": ["red", "darkred"], "blues": ["blue", "navy"]}
     example = {name: [Image.new("RGB", (20, 20), c) for c in cs] for name, cs in colours.items()}
     explorer = widgets.teach_explorer(tiny_backbone(), example, ("a red square", Image.new("RGB", (20, 20), "red")))
-    assert "Leave-one-out accuracy" in explorer.html and "a red square" in explorer.html
+    assert "from 2 photos each of reds, blues: leave-one-out accuracy" in explorer.html
+    assert "a red square" in explorer.html
     names, upload = find(explorer.widget, w.Text), find(explorer.widget, w.FileUpload)
     status = find(explorer.widget, w.HTML)
     names.value = "reds, blues"

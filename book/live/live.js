@@ -495,6 +495,7 @@
           return {
             vector: Float64Array.from(out.pooled.data),
             thumbnail: thumbnail(picture, 64),
+            preview: toDataURL(picture),
             hash: fnv1a(new Uint8Array(loaded[1])),
             ms: performance.now() - start,
           };

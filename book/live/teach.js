@@ -420,7 +420,7 @@
         }
         say("Reading " + file.name + " …");
         return live.features(file).then(function (found) {
-          state.query = { name: file.name, thumbnail: found.thumbnail, vector: found.vector };
+          state.query = { name: file.name, thumbnail: found.preview, vector: found.vector };
           classify();
           live.teach.timings.push({ query: true, ms: performance.now() - started });
           say(file.name + ": " + answer.querySelector(".tlbook-result").dataset.summary + ".", "done");

@@ -205,9 +205,12 @@ def teach_explorer(backbone, example_classes: Mapping[str, Sequence[object]],
 
     example = {name: [("", vector(image)) for image in images] for name, images in example_classes.items()}
     query_name, query_image = example_query
-    example_html = (f'<p class="tlbook-bars-title">Computed when this chapter ran, from '
-                    f"{', '.join(f'{len(v)} photos of {k}' for k, v in example.items())}: "
-                    f"{summary(example)}</p>"
+    correct, counted = heads.leave_one_out(feature_set(example))
+    sizes = sorted({len(items) for items in example.values()})
+    photos = (f"{sizes[0]} photos each of {', '.join(example)}" if len(sizes) == 1
+              else ", ".join(f"{len(items)} photos of {name}" for name, items in example.items()))
+    example_html = (f'<p class="tlbook-bars-title">Computed when this chapter ran, from {photos}: '
+                    f"leave-one-out accuracy {correct / counted:.1%} ({correct} of {counted}).</p>"
                     + pages.prediction_view(query_name, query_image, answer(example, query_image),
                                             "the prototype head of those photos"))
 
