@@ -30,7 +30,6 @@ from tlhelpers import onnx_inference
 from tlhelpers.classifier import Classifier, preprocessing
 
 INPUT, OUTPUT = "image", "logits"
-VARIANTS = ("fp32", "dynamic int8", "static int8", "int8 weights")
 MODES = ("dynamic", "static", "weights")
 
 

@@ -27,8 +27,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 FORMAT = "tlhelpers.onnx-classifier"
-KEYS = ("tlhelpers.format", "tlhelpers.classes", "tlhelpers.preprocessing", "tlhelpers.backbone",
-        "tlhelpers.source", "tlhelpers.variant")
 INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
