@@ -49,8 +49,11 @@ nbval: $(STAMP)
 # weights, reduced photos, fallback not forced), outputs not compared; see the script.
 # The script builds the kernels' environment itself; env -u keeps the fallback pin out anyway.
 # REAL_PATH_ARGS=--help for the options (e.g. "--chapters 03 --budget cpu --keep").
+# Then the chapters with an upload button once more with ipywidgets 7.7.1, the series Colab ships.
 real-path: $(STAMP)
 	env -u TLHELPERS_FORCE_FALLBACK -u TLHELPERS_STRICT_CHECKS $(PY) tools/run_real_path.py $(REAL_PATH_ARGS)
+	env -u TLHELPERS_FORCE_FALLBACK -u TLHELPERS_STRICT_CHECKS $(PY) tools/run_real_path.py \
+		--chapters 01 04 --budget cpu --ipywidgets 7.7.1
 
 # The pages' JavaScript (widgets, MathJax, onnxruntime-web) from the npm registry, and the
 # models and data the pages run (built from the package and the photos); never committed.

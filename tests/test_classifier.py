@@ -120,7 +120,7 @@ def test_head_must_fit_classes_and_backbone(backbone):
 
 
 def test_repr_is_short(classifier):
-    assert repr(classifier) == "Classifier(EfficientNet-Lite0, classes=['cats', 'dogs', 'panda'])"
+    assert repr(classifier) == "Classifier(EfficientNet-Lite0: cats, dogs, panda)"
 
 
 # --------------------------------------------------------------------------- #

@@ -78,7 +78,7 @@ def test_extract_computes_then_reads_the_cache(images, cache):
     second = features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
     assert second.from_cache and sum(calls) == 8
     assert torch.equal(second.features, first.features) and second.files == first.files
-    assert repr(second) == "FeatureSet(8 images × 6 features, classes=['cats', 'dogs'], skipped=0)"
+    assert repr(second) == "FeatureSet(8 images × 6 features: cats, dogs; skipped=0)"
 
 
 def test_features_are_the_model_without_its_head(images, cache):

@@ -89,3 +89,61 @@ def test_knn_predict_names_impossible_labels_clearly():
         neighbours.knn_predict(keys, torch.tensor([0, -1, 1]), keys, k=1)
     _, scores = neighbours.knn_predict(keys, torch.tensor([0, 1, 1]), keys, k=1, num_classes=4)
     assert scores.shape == (3, 4)  # a class without training photos still has its column
+
+
+def skimage_photos():
+    from PIL import Image
+    from skimage import data as skdata
+
+    names = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field")
+    return [Image.fromarray(getattr(skdata, name)()).convert("RGB") for name in names]
+
+
+def test_resaved_copy_is_smaller_reproducible_and_a_jpeg():
+    from tlhelpers import augment
+
+    photo = skimage_photos()[0]
+    copy = augment.resaved_copy(photo, seed=3)
+    again = augment.resaved_copy(photo, seed=3)
+    assert copy.size == again.size and copy.tobytes() == again.tobytes()
+    width, height = photo.size
+    assert 0.95 * 0.8 * width - 1 <= copy.size[0] <= 0.8 * width + 1
+    assert 0.95 * 0.8 * height - 1 <= copy.size[1] <= 0.8 * height + 1
+    with pytest.raises(ValueError, match="keep and scale"):
+        augment.resaved_copy(photo, seed=0, keep=0)
+
+
+def test_thumbnail_correlation_is_one_for_a_copy_and_lower_for_another_photo():
+    first, second = skimage_photos()[:2]
+    a = neighbours.thumbnail(first)
+    assert a.norm().item() == pytest.approx(1.0, abs=1e-5)
+    assert float(a @ neighbours.thumbnail(first.resize((200, 150)))) > 0.98
+    assert float(a @ neighbours.thumbnail(second)) < 0.5
+
+
+def test_resaved_and_recropped_copies_are_found_and_other_photos_are_not(tmp_path):
+    from tlhelpers import augment, features, zoo
+
+    backbone = zoo.load("efficientnet_lite0")
+    photos = skimage_photos()
+    center = features.embed(backbone, photos).mean(0)
+    rule = neighbours.duplicate_rule(backbone, photos, center)
+    assert rule.copy_features.shape == rule.copy_pixels.shape == (len(photos),)
+    # each threshold lets 95 % of the 6 copies through: all but at most one
+    assert int((rule.copy_features >= rule.features).sum()) >= len(photos) - 1
+    assert int((rule.copy_pixels >= rule.pixels).sum()) >= len(photos) - 1
+    with pytest.raises(ValueError, match="found"):
+        neighbours.duplicate_rule(backbone, photos, center, found=1.0)
+    # other copies than those the thresholds came from, as files
+    copies = [augment.resaved_copy(photo, seed=100 + i) for i, photo in enumerate(photos)]
+    photo_files, copy_files = [], []
+    for i, (photo, copy) in enumerate(zip(photos, copies)):
+        photo.save(tmp_path / f"photo{i}.png")
+        copy.save(tmp_path / f"copy{i}.jpg", quality=95)
+        photo_files.append(tmp_path / f"photo{i}.png")
+        copy_files.append(tmp_path / f"copy{i}.jpg")
+    keys, queries = features.embed(backbone, photos), features.embed(backbone, copies)
+    pairs = neighbours.duplicate_pairs(queries, rule.features, center=center, others=keys)
+    found = neighbours.near_duplicates(pairs, copy_files, photo_files, rule)
+    assert all(i == j for i, j, _, _ in found)  # never another photo
+    assert len(found) >= len(photos) - 2  # the copies, but for at most one per threshold

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -295,3 +296,20 @@ async def _empty(polls, timeout):
     polls.append(timeout)
     await __import__("asyncio").sleep(timeout)
     raise Empty
+
+
+def test_ipywidgets_go_first_on_the_kernels_path_and_their_version_is_checked(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append((command, kwargs.get("env")))
+        return subprocess.CompletedProcess(command, 0, stdout="7.7.1\n" if "-c" in command else "")
+
+    monkeypatch.setattr(rp.subprocess, "run", fake_run)
+    env = rp.install_ipywidgets(tmp_path / "w", "7.7.1", {"PYTHONPATH": "/elsewhere"})
+    assert env["PYTHONPATH"] == os.pathsep.join([str(tmp_path / "w"), "/elsewhere"])
+    install = calls[0][0]
+    assert "--no-deps" in install and "ipywidgets==7.7.1" in install and "ipython_genutils==0.2.0" in install
+    assert calls[1][1]["PYTHONPATH"] == env["PYTHONPATH"]
+    with pytest.raises(SystemExit, match="ipywidgets 7.7.1, not 7.6.5"):
+        rp.install_ipywidgets(tmp_path / "w", "7.6.5", {})

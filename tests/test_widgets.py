@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from traitlets import Bunch  # noqa: E402
 
-from tlhelpers import widgets  # noqa: E402
+from tlhelpers import pages, widgets  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,12 @@ def test_the_teaching_tool_learns_classes_and_refuses_a_photo_in_two():
     upload.notify_change(Bunch(name="value", old=(), new=value_v8({"again.png": png_bytes("red")}), owner=upload,
                                type="change"))
     assert "already in class 'reds'" in status.value and "reds: 1" in status.value
+
+
+def test_upload_photo_runs_the_installed_ipywidgets_upload_path():
+    explorer = widgets.prediction_explorer({"red": Image.new("RGB", (6, 4), "red")},
+                                           lambda image: [("red", 1.0)], title="t")
+    assert widgets.upload_photo(explorer, "mine.png", png_bytes("blue")) == "uploaded: mine.png"
+    assert widgets.upload_photo(explorer, "broken.png", b"not an image") == "uploaded: mine.png"
+    with pytest.raises(ValueError, match="no upload button"):
+        widgets.upload_photo(pages.LiveExplorer(w.VBox([w.Dropdown(options=["a"])]), ""), "a.png", b"")

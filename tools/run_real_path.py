@@ -163,6 +163,25 @@ def make_reduced_photos(target: Path, per_class: int, source: Path | None = None
     return Path(target)
 
 
+def install_ipywidgets(target: Path, version: str, env: dict) -> dict[str, str]:
+    """ipywidgets ``version`` (7.7.1: the series Colab ships) in ``target``, first on the kernels' path.
+
+    Installed from PyPI without its dependencies (the kernel's own ipykernel and
+    traitlets serve), plus ``ipython_genutils``, which ipywidgets 7 imports.
+    Returns the environment with ``target`` first on ``PYTHONPATH``, after
+    checking that a Python started with it imports that version.
+    """
+    packages = [f"ipywidgets=={version}"] + (["ipython_genutils==0.2.0"] if version.startswith("7.") else [])
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--target", str(target), *packages], check=True)
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH", "")]))}
+    found = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    if found != version:
+        raise SystemExit(f"the kernels would import ipywidgets {found}, not {version}")
+    return env
+
+
 def kernel_env(scratch: Path, base: dict | None = None) -> dict[str, str]:
     """The environment of the papermill process and its kernels (paths inside ``scratch``)."""
     env = dict(os.environ if base is None else base)
@@ -440,7 +459,8 @@ def summarize(runs: list[Run], setup_seconds: float, total_seconds: float) -> No
 
 
 def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Path | None, keep: Path | None,
-            timeout: int, fail_fast: bool = False, json_path: Path | None = None) -> int:
+            timeout: int, fail_fast: bool = False, json_path: Path | None = None,
+            ipywidgets: str | None = None) -> int:
     started = time.perf_counter()
     runs: list[Run] = []
     scratch = Path(tempfile.mkdtemp(prefix="tlbook-real-path-"))
@@ -451,9 +471,12 @@ def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Pa
         write_standin_checkpoints(scratch / "torch")
         make_reduced_photos(scratch / "data", per_class, source)
         env = kernel_env(scratch)
+        if ipywidgets:
+            env = install_ipywidgets(scratch / "ipywidgets", ipywidgets, env)
         setup_seconds = time.perf_counter() - started
+        widgets_note = f"; ipywidgets {ipywidgets}" if ipywidgets else ""
         log(f"Real path: {len(selected)} chapter(s) x budget(s) {', '.join(budgets)}; stand-in checkpoints "
-            f"(random weights), {per_class} photos per class; setup {setup_seconds:.1f} s")
+            f"(random weights), {per_class} photos per class{widgets_note}; setup {setup_seconds:.1f} s")
         for budget, notebook in [(budget, notebook) for budget in budgets for notebook in selected]:
             if budget == "full" and not reads_full_budget(nbformat.read(notebook, as_version=4)):
                 log(f"  {notebook.stem:26s} full  skipped: no FULL_BUDGET knob, the cpu run covers it")
@@ -507,6 +530,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"seconds one cell may run (default {CELL_TIMEOUT_S})")
     parser.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first run that fails")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the timings and failures as JSON")
+    parser.add_argument("--ipywidgets", metavar="VERSION",
+                        help="install this ipywidgets (from PyPI) for the kernels, e.g. 7.7.1, the series Colab "
+                             "ships; default: the environment's")
     return parser.parse_args(argv)
 
 
@@ -525,7 +551,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)  # clean up on `kill` as on Ctrl-C
     try:
         return run_all(selected, budgets, args.photos_per_class, args.data, keep and keep.resolve(),
-                       args.cell_timeout, args.fail_fast, args.json)
+                       args.cell_timeout, args.fail_fast, args.json, args.ipywidgets)
     except KeyboardInterrupt:
         log("\nInterrupted; temporary folders removed.")
         return 130

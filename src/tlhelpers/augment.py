@@ -11,11 +11,14 @@ the network's time, not the JPEG decoder's.
 
 from __future__ import annotations
 
+import io
 from typing import Callable, Sequence
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 POLICIES = ("none", "jitter", "trivial")
 
@@ -68,6 +71,34 @@ def decoded(images, short_side: int) -> tuple[list[torch.Tensor], list[int]]:
     dataset = data.ImageDataset(images, resize)
     items = [item for item in (dataset[i] for i in range(len(dataset))) if item is not None]
     return [x.as_subclass(torch.Tensor) for x, _ in items], [int(y) for _, y in items]
+
+
+def resaved_copy(picture: Image.Image, seed: int, keep: float = 0.95, scale: float = 0.8,
+                 quality: int = 80, shift: float = 0.05) -> Image.Image:
+    """The photo as the web may return it: cropped, resized, recoloured, recompressed (chapters 4 and 6, indirectly).
+
+    Each side keeps a random ``keep`` to 100 % of its length, the crop is
+    resized to ``scale`` of its size, brightness, contrast and saturation move
+    by up to ``shift``, and the result is saved as a JPEG of ``quality``.  Its
+    similarity to the original sets the near-duplicate thresholds of
+    :func:`tlhelpers.neighbours.duplicate_rule`.  The same ``seed`` gives the
+    same copy.
+    """
+    if not 0 < keep <= 1 or not 0 < scale <= 1:
+        raise ValueError(f"keep and scale must be in (0, 1], got {keep} and {scale}")
+    draw = torch.rand(7, generator=torch.Generator().manual_seed(seed)).tolist()
+    width, height = picture.size
+    crop_w, crop_h = round(width * (keep + (1 - keep) * draw[0])), round(height * (keep + (1 - keep) * draw[1]))
+    left, top = round((width - crop_w) * draw[2]), round((height - crop_h) * draw[3])
+    copy = picture.crop((left, top, left + crop_w, top + crop_h))
+    copy = copy.resize((max(1, round(crop_w * scale)), max(1, round(crop_h * scale))), Image.BILINEAR)
+    for adjust, u in zip((F.adjust_brightness, F.adjust_contrast, F.adjust_saturation), draw[4:]):
+        copy = adjust(copy, 1 + shift * (2 * u - 1))
+    buffer = io.BytesIO()
+    copy.convert("RGB").save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as compressed:
+        return compressed.convert("RGB")
 
 
 class TransformedImages(Dataset):

@@ -113,7 +113,7 @@ class Classifier:
             )
 
     def __repr__(self) -> str:
-        return f"Classifier({self.backbone.label}, classes={self.classes})"
+        return f"Classifier({self.backbone.label}: {', '.join(self.classes)})"
 
     def model(self) -> nn.Module:
         """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode (chapters 2 and 4).

@@ -66,7 +66,7 @@ class FeatureCacheWarning(UserWarning):
 
 @dataclass(repr=False)
 class FeatureSet:
-    """Backbone features of a set of images (chapter 4, indirectly) (chapter 6).
+    """Backbone features of a set of images (chapters 3 and 6).
 
     ``features[i]`` (float32, N × D) and ``labels[i]`` (long) belong to
     ``files[i]``, a path relative to ``root``, in the order of the
@@ -126,8 +126,8 @@ class FeatureSet:
 
     def __repr__(self) -> str:
         # Machine-independent (no paths), so notebooks can print it.
-        return (f"FeatureSet({len(self):,} images × {self.dim:,} features, "
-                f"classes={self.classes}, skipped={len(self.skipped)})")
+        return (f"FeatureSet({len(self):,} images × {self.dim:,} features: "
+                f"{', '.join(self.classes)}; skipped={len(self.skipped)})")
 
 
 # --------------------------------------------------------------------------- #
@@ -136,7 +136,7 @@ class FeatureSet:
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
-    """What the head of ``model`` receives for the batch ``x``, as N × D (chapter 6).
+    """What the head of ``model`` receives for the batch ``x``, as N × D (chapters 3 and 6).
 
     ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
     ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
@@ -152,6 +152,22 @@ def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = N
     finally:
         hook.remove()
     return seen[-1].flatten(1)
+
+
+def embed(backbone, pictures) -> torch.Tensor:
+    """The feature vectors of PIL pictures, one row each, in one batch (chapters 4 and 6, indirectly).
+
+    ``backbone`` is a :class:`tlhelpers.zoo.Backbone`: its evaluation
+    preprocessing, then :func:`pooled_features` on the model's device, in eval
+    mode; the model's mode is restored afterwards.  For a few pictures (an
+    upload, resaved copies); folders of photos go through :func:`extract`
+    and its cache.
+    """
+    model = backbone.model
+    device = next(model.parameters()).device
+    batch = torch.stack([backbone.transforms(picture) for picture in pictures]).to(device)
+    with surgery.evaluating(model), torch.inference_mode():
+        return pooled_features(model, batch, backbone.head_name).cpu()
 
 
 def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:

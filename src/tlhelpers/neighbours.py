@@ -1,4 +1,4 @@
-"""Nearest neighbours in feature space: search, k-NN votes, near-duplicates (chapter 6).
+"""Nearest neighbours in feature space: search, k-NN votes, near-duplicates (chapters 4 and 6).
 
 A pretrained backbone maps photos that look alike to feature vectors that
 point in similar directions, so the cosine similarity of two feature vectors
@@ -11,20 +11,26 @@ Features are optionally centred first (on the mean of the collection searched):
 the features of a backbone that ends in a ReLU are all positive, so the raw
 cosine similarity of any two photos is high; centring spreads the scale out
 without changing which photos are nearest.
+
+A near-duplicate (the same photo, re-cropped, resized or re-compressed) is
+found in two steps: the backbone's similarity proposes pairs, the pixels of
+small thumbnails confirm them; :func:`duplicate_rule` sets both thresholds
+from resaved copies of the photos, for the backbone at hand.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+from PIL import Image
+
+from tlhelpers import augment, data, features
 
 BLOCK = 4096  # queries per matrix product: bounds the similarity block in memory
-
-# Cosine similarity (features centred on the training photos' mean) from which
-# two photos count as near-duplicates.  Chosen in chapter 6 by looking at the
-# most similar pairs of the animals photos with EfficientNet-Lite0's features:
-# the pairs above it are the same photo, the most similar pair below it (0.89)
-# two different photos.  Other features have another scale: look again.
-DUPLICATE_THRESHOLD = 0.95
+THUMBNAIL = 32  # side of the grey thumbnails whose pixels are compared
 
 
 def normalise(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,7 +105,7 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor,
             center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each query, its most similar key: ``(similarity, index)`` (chapter 6's leakage check) (chapters 4 and 6)."""
+    """For each query, its most similar key: ``(similarity, index)`` (chapter 6)."""
     sims, idx = search(queries, keys, 1, center=center)
     return sims[:, 0], idx[:, 0]
 
@@ -127,6 +133,93 @@ def duplicate_pairs(features: torch.Tensor, threshold: float, center: torch.Tens
         values = block[rows - begin, cols]
         pairs += zip(rows.tolist(), cols.tolist(), values.tolist())
     return sorted(pairs, key=lambda pair: (-pair[2], pair[0], pair[1]))
+
+
+def thumbnail(picture: Image.Image) -> torch.Tensor:
+    """A picture's pixels as a unit vector: grey, 32 × 32, centred (chapter 6).
+
+    The dot product of two thumbnails is the correlation of their pixels,
+    close to 1 only when the pixels are the same up to size, a small crop and
+    compression; different photos of one scene correlate less.  It is the
+    second opinion on a near-duplicate, one that does not use the backbone.
+    """
+    grey = picture.convert("L").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)
+    pixels = torch.from_numpy(np.asarray(grey, dtype=np.float32).ravel())
+    pixels = pixels - pixels.mean()
+    return pixels / pixels.norm().clamp(min=1e-6)
+
+
+@dataclass(frozen=True)
+class DuplicateRule:
+    """Two photos are near-duplicates when both similarities reach these thresholds (chapters 4 and 6, indirectly).
+
+    ``features``: cosine similarity of the backbone's centred features;
+    ``pixels``: correlation of their :func:`thumbnail`.  ``copy_features``
+    and ``copy_pixels`` hold each resaved copy's similarities to its
+    original, from which the thresholds were read.
+    """
+
+    features: float
+    pixels: float
+    copy_features: torch.Tensor
+    copy_pixels: torch.Tensor
+
+
+def duplicate_rule(backbone, pictures, center: torch.Tensor, found: float = 0.95, seed: int = 0) -> DuplicateRule:
+    """Thresholds that find ``found`` of the resaved copies of ``pictures`` (chapters 4 and 6).
+
+    Each picture gets one :func:`tlhelpers.augment.resaved_copy`; the
+    thresholds are the ``1 - found`` quantiles of the copies' similarities to
+    their originals, rounded down to two decimals.  They belong to the
+    backbone (``center``: the mean of the features searched): another
+    backbone's features have another scale, so derive them again.
+    """
+    if not 0 < found < 1:
+        raise ValueError(f"found must be between 0 and 1, got {found}")
+    pictures = list(pictures)
+    copies = [augment.resaved_copy(picture, seed + i) for i, picture in enumerate(pictures)]
+    originals = normalise(features.embed(backbone, pictures), center)
+    copy_features = (originals * normalise(features.embed(backbone, copies), center)).sum(1)
+    copy_pixels = torch.stack([thumbnail(a) @ thumbnail(b) for a, b in zip(pictures, copies)])
+
+    def floor(values: torch.Tensor) -> float:
+        return math.floor(100 * values.quantile(1 - found).item()) / 100
+
+    return DuplicateRule(floor(copy_features), floor(copy_pixels), copy_features, copy_pixels)
+
+
+def near_duplicates(pairs, paths, other_paths, rule: DuplicateRule) -> list[tuple[int, int, float, float]]:
+    """The ``pairs`` whose pixels also correlate at ``rule.pixels`` or more (chapter 6).
+
+    Returns ``(i, j, similarity, pixel correlation)`` tuples.  ``pairs``
+    come from :func:`duplicate_pairs` at ``rule.features``;
+    ``i`` indexes ``paths`` and ``j`` ``other_paths`` (the same list for
+    pairs within one collection).  Each photo is decoded once.
+    """
+    thumbs: dict = {}
+
+    def thumb(path):
+        if path not in thumbs:
+            thumbs[path] = thumbnail(data.load_rgb(path))
+        return thumbs[path]
+
+    found = []
+    for i, j, similarity in pairs:
+        correlation = float(thumb(paths[i]) @ thumb(other_paths[j]))
+        if correlation >= rule.pixels:
+            found.append((i, j, similarity, correlation))
+    return found
+
+
+def duplicates_of(queries, keys, rule: DuplicateRule, center: torch.Tensor) -> list[tuple[int, int, float, float]]:
+    """Near-duplicates of ``keys`` among ``queries`` (two FeatureSets), e.g. test photos in training (chapters 4 and 6).
+
+    Pairs ``(query index, key index, similarity, pixel correlation)``
+    that pass both thresholds of ``rule``; :func:`duplicate_pairs` proposes,
+    :func:`near_duplicates` confirms.
+    """
+    pairs = duplicate_pairs(queries.features, rule.features, center=center, others=keys.features)
+    return near_duplicates(pairs, queries.paths, keys.paths, rule)
 
 
 def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:

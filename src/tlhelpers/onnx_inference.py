@@ -149,7 +149,7 @@ class OnnxClassifier:
         self.input_name = self.session.get_inputs()[0].name
 
     def __repr__(self) -> str:
-        return f"OnnxClassifier({self.path.name}, {self.variant}, classes={self.classes})"
+        return f"OnnxClassifier({self.path.name}, {self.variant}, {len(self.classes)} classes)"
 
     def batch(self, images) -> np.ndarray:
         """Paths or PIL images as one float32 ``N × 3 × H × W`` input array."""

@@ -210,7 +210,7 @@ def _split_children(parent: str, module: nn.Module, head: str) -> list[Block]:
 
 
 def blocks(model: nn.Module, head_name: str | None = None) -> list[Block]:
-    """The backbone cut into :class:`Block` s, input side first, the head last (chapters 2 and 3).
+    """The backbone cut into :class:`Block` s, input side first, the head last (chapters 2, 3 and 5).
 
     Rules, in ``named_children()`` order: a top-level container is one block
     (ResNet's ``layer1`` … ``layer4``); a top-level Sequential/ModuleList called
@@ -288,7 +288,7 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule of ``model`` in eval mode for the block, then back in its own mode (chapter 4, indirectly).
+    """Every submodule of ``model`` in eval mode for the block, then back in its own mode (chapter 3).
 
     Used for inference by :mod:`tlhelpers.classifier`, :mod:`tlhelpers.explain`
     and :mod:`tlhelpers.features`.  ``model.train(previous)`` would not do: it
