@@ -136,7 +136,7 @@ class FeatureSet:
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
-    """What the head of ``model`` receives for the batch ``x``, as N × D (chapters 3 and 6).
+    """What the head of ``model`` receives for the batch ``x``, as N × D (chapter 3).
 
     ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
     ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
@@ -155,7 +155,7 @@ def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = N
 
 
 def embed(backbone, pictures) -> torch.Tensor:
-    """The feature vectors of PIL pictures, one row each, in one batch (chapters 4 and 6, indirectly).
+    """The feature vectors of PIL pictures, one row each, in one batch (chapter 6).
 
     ``backbone`` is a :class:`tlhelpers.zoo.Backbone`: its evaluation
     preprocessing, then :func:`pooled_features` on the model's device, in eval
