@@ -4,6 +4,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -128,3 +129,26 @@ def test_colab_preinstalled_versions_satisfy_every_runtime_requirement():
                 assert req.specifier.contains(versions[name], prereleases=True), (
                     f"Colab {runtime} ships {req.name}=={versions[name]}, outside pyproject's {req.specifier}"
                 )
+
+
+def test_a_missing_optional_dependency_names_its_extra(monkeypatch):
+    import tlhelpers
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now fails as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r'pip install "tlhelpers\[search\]"'):
+        tlhelpers.optional("faiss")
+    monkeypatch.setitem(sys.modules, "cleanlab", None)
+    with pytest.raises(ModuleNotFoundError, match=r"tlhelpers\[labels\]"):
+        tlhelpers.optional("cleanlab.filter")
+    assert tlhelpers.optional("json") is __import__("json")
+
+
+def test_every_optional_import_has_an_extra_in_pyproject():
+    import tomllib
+
+    import tlhelpers
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(tlhelpers.EXTRAS.values()) <= set(extras)
+    chapters = extras["chapters"][0]
+    assert all(extra in chapters for extra in set(tlhelpers.EXTRAS.values()))

@@ -30,6 +30,32 @@ Conventions
   module name (``"fc"``, ``"classifier.6"``).
 * Each function's docstring names the chapters that call it, e.g.
   ``(chapters 2–4)``; a test derives that from the notebooks.
+* Optional dependencies are imported where they are used, with
+  :func:`optional`; a missing one names the extra that installs it
+  (``pip install "tlhelpers[chapters]"`` installs every one).
 """
 
+import importlib
+
 __version__ = "0.2.0"
+
+# The extra of pyproject.toml that installs each optional dependency.
+EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "faiss": "search", "cleanlab": "labels",
+          "torch_lr_finder": "recipes", "skimage": "samples"}
+
+
+def optional(module: str):
+    """Import an optional dependency, or say which extra installs it (chapters 5–7, indirectly).
+
+    A missing one raises ``ModuleNotFoundError`` with the ``pip install``
+    line; a dependency that is there but fails to import raises as it is.
+    """
+    top = module.split(".")[0]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != top:  # a dependency of it is missing: another problem
+            raise
+        extra = EXTRAS.get(top, "chapters")
+        raise ModuleNotFoundError(f"{top} is not installed; it comes with pip install \"tlhelpers[{extra}]\"",
+                                  name=top) from error

@@ -37,6 +37,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tlhelpers import optional
+
 
 def run_check_data(args: argparse.Namespace) -> int:
     from tlhelpers import data  # imported here so that `--help` stays fast
@@ -287,13 +289,11 @@ def run_export(args: argparse.Namespace) -> int:
     from tlhelpers.classifier import Classifier, ClassifierFileError
 
     try:
-        import onnx  # noqa: F401  (each imported lazily by the export itself)
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-
+        for module in ("onnx", "onnxruntime", "onnxscript"):  # each imported lazily by the export itself
+            optional(module)
         from tlhelpers import export
-    except ImportError as error:
-        _error(f"exporting needs onnx, onnxscript and onnxruntime ({error}); pip install 'tlhelpers[onnx]'")
+    except ModuleNotFoundError as error:
+        _error(f"exporting needs onnx, onnxscript and onnxruntime: {error}")
         return 2
     if args.calibration and not args.int8:
         _error("--calibration is for --int8 (static quantization)")

@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tlhelpers import onnx_inference
+from tlhelpers import onnx_inference, optional
 from tlhelpers.classifier import Classifier, preprocessing
 
 INPUT, OUTPUT = "image", "logits"
@@ -89,7 +89,7 @@ def write_onnx(model: torch.nn.Module, path: str | os.PathLike, values: dict[str
     classifier, :mod:`tlhelpers.page_assets` for the book's in-page backbone
     (three outputs).  The input is ``image``, ``N × 3 × crop × crop`` with a free ``N``.
     """
-    import onnx
+    onnx = optional("onnx")
 
     path = Path(path)
     model = model.float().cpu().eval()
@@ -163,7 +163,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
     All first run onnxruntime's ``quant_pre_process`` (shape inference and
     graph clean-up, batch normalisation folded into the convolutions).
     """
-    import onnx
+    onnx = optional("onnx")
     from onnxruntime import quantization as q
 
     if mode not in MODES:

@@ -16,6 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tlhelpers import optional
+
 
 def out_of_fold_probabilities(labels: torch.Tensor, fit_predict: Callable, folds: int = 5,
                               seed: int = 0) -> torch.Tensor:
@@ -52,7 +54,7 @@ def rank(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     probability the model gives to the given label).  ``probs`` should be
     out-of-fold (:func:`out_of_fold_probabilities`).
     """
-    from cleanlab.filter import find_label_issues
+    find_label_issues = optional("cleanlab.filter").find_label_issues
 
     y = np.asarray(torch.as_tensor(labels).long())
     p = np.asarray(torch.as_tensor(probs).double())

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from tlhelpers import optional
+
 FORMAT = "tlhelpers.onnx-classifier"
 INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
@@ -96,7 +98,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
+    ort = optional("onnxruntime")
 
     if not path.is_file():
         raise OnnxFileError(f"ONNX file not found: {path}")

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from tlhelpers import neighbours, speed
+from tlhelpers import neighbours, optional, speed
 
 TRAINING_POINTS_PER_LIST = 39  # faiss asks for at least this many k-means points per cluster
 
@@ -64,7 +64,7 @@ class IVFIndex:
     """
 
     def __init__(self, vectors: torch.Tensor, nlist: int | None = None, nprobe: int = 8, seed: int = 0):
-        import faiss
+        faiss = optional("faiss")
 
         x = np.ascontiguousarray(torch.as_tensor(vectors).float().numpy())
         if x.ndim != 2 or len(x) == 0:
