@@ -198,3 +198,35 @@ def test_param_groups_split_head_and_body_trainable_parameters():
     assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-2]
     surgery.freeze_all_but_head(model)
     assert [g["name"] for g in surgery.param_groups(model, 1e-2, 1e-4)] == ["head"]
+
+
+def test_evaluating_puts_every_mode_and_the_device_back_and_yields_the_device():
+    import torch
+
+    from tlhelpers import surgery as s
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Dropout())
+    model.train()
+    model[1].eval()  # a frozen BatchNorm, as surgery.train_mode leaves it
+    with s.evaluating(model) as device:
+        assert device == torch.device("cpu") and not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+    with pytest.raises(RuntimeError), s.evaluating(model, "cpu"):
+        raise RuntimeError("an error inside the block")
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+def test_inference_helpers_leave_the_callers_model_as_it_was():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from tlhelpers import activations, train, tta
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    loader = DataLoader(TensorDataset(torch.randn(6, 3, 8, 8), torch.tensor([0, 1] * 3)), batch_size=3)
+    model.train()
+    train.evaluate(model, loader)
+    tta.flip_predict(model, loader)
+    activations.activations(model, loader, 1, head_name="5")
+    assert all(m.training for m in model.modules())

@@ -88,12 +88,11 @@ def activations(model: nn.Module, batches: Iterable, k: int, head_name: str | No
 
     ``batches`` yields ``(images, labels, ...)`` (a ``DataLoader``); ``None``
     batches are skipped.  The model runs in eval mode under
-    ``torch.inference_mode()`` and stops at the split, so the top is never
-    computed.  The activations come back on the CPU, in float32.
+    ``torch.inference_mode()`` on ``device`` (default: the model's) and stops
+    at the split, so the top is never computed; afterwards it is as it was
+    (:func:`tlhelpers.surgery.evaluating`).  The activations come back on the CPU, in float32.
     """
     start = split_point(model, k, head_name)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
     captured: list[torch.Tensor] = []
 
     def capture(module, args):
@@ -103,7 +102,7 @@ def activations(model: nn.Module, batches: Iterable, k: int, head_name: str | No
     handle = model.get_submodule(start).register_forward_pre_hook(capture)
     xs, ys = [], []
     try:
-        with torch.inference_mode():
+        with surgery.evaluating(model, device) as device, torch.inference_mode():
             for batch in batches:
                 if batch is None:
                     continue

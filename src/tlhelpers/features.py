@@ -33,7 +33,6 @@ truncated or does not match its key is reported with a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -163,11 +162,9 @@ def embed(backbone, pictures) -> torch.Tensor:
     upload, resaved copies); folders of photos go through :func:`extract`
     and its cache.
     """
-    model = backbone.model
-    device = next(model.parameters()).device
-    batch = torch.stack([backbone.transforms(picture) for picture in pictures]).to(device)
-    with surgery.evaluating(model), torch.inference_mode():
-        return pooled_features(model, batch, backbone.head_name).cpu()
+    batch = torch.stack([backbone.transforms(picture) for picture in pictures])
+    with surgery.evaluating(backbone.model) as device, torch.inference_mode():
+        return pooled_features(backbone.model, batch.to(device), backbone.head_name).cpu()
 
 
 def model_fingerprint(model: nn.Module, skip: str | None = None) -> str:
@@ -353,7 +350,7 @@ def extract(
                         collate_fn=data.collate_skipping, pin_memory=device.type == "cuda",
                         generator=torch.Generator())
     chunks, labels, kept = [], [], []
-    with _on_device(model, device), surgery.evaluating(model), torch.inference_mode():
+    with surgery.evaluating(model, device), torch.inference_mode():
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
             if batch is None:
                 continue
@@ -383,18 +380,6 @@ def extract(
             "skipped": result.skipped, "all_files": all_files,
         }, path)
     return result
-
-
-@contextlib.contextmanager
-def _on_device(model: nn.Module, device: torch.device):
-    """``model`` on ``device`` for the block, then back where it was (no copy on the CPU)."""
-    parameter = next(model.parameters(), None)
-    before = parameter.device if parameter is not None else device
-    model.to(device)
-    try:
-        yield model
-    finally:
-        model.to(before)
 
 
 def clear_cache(cache_dir: str | os.PathLike | None = None) -> int:

@@ -20,6 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -287,21 +288,29 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
 
 
 @contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Every submodule of ``model`` in eval mode for the block, then back in its own mode (chapter 3).
+def evaluating(model: nn.Module, device: torch.device | str | None = None) -> Iterator[torch.device]:
+    """``model`` in eval mode and on ``device`` for the block, then as it was; yields the device (chapter 3).
 
-    Used for inference by :mod:`tlhelpers.classifier`, :mod:`tlhelpers.explain`
-    and :mod:`tlhelpers.features`.  ``model.train(previous)`` would not do: it
-    would also wake frozen BatchNorm layers that :func:`train_mode` keeps in
-    eval mode.
+    The one device-and-mode policy of every inference helper: evaluation,
+    flip TTA, cached activations, class activation maps, feature extraction
+    and :class:`tlhelpers.classifier.Classifier` run the model on ``device``
+    (default: where the model is) in eval mode, and afterwards put the model
+    back on its device and every submodule back in its own mode.
+    ``model.train(previous)`` would not do: it would also wake frozen
+    BatchNorm layers that :func:`train_mode` keeps in eval mode.
     """
+    parameter = next(model.parameters(), None)
+    before = parameter.device if parameter is not None else torch.device("cpu")
+    device = before if device is None else torch.device(device)
     modes = [(module, module.training) for module in model.modules()]
+    model.to(device)
     model.eval()
     try:
-        yield model
+        yield device
     finally:
         for module, mode in modes:
             module.training = mode
+        model.to(before)
 
 
 # --------------------------------------------------------------------------- #

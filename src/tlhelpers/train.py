@@ -56,11 +56,6 @@ class History:
         return self.rows[index]
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def _inputs(batch, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = batch[0], batch[1]
     x = x.to(device, non_blocking=True)
@@ -169,11 +164,8 @@ def fit(
 
 def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(logits, labels) per batch, in eval mode under ``inference_mode``."""
-    device = torch.device(device) if device is not None else _model_device(model)
-    model.to(device)
-    model.eval()
-    amp = device.type == "cuda" if amp is None else amp
-    with torch.inference_mode():
+    with surgery.evaluating(model, device) as device, torch.inference_mode():
+        amp = device.type == "cuda" if amp is None else amp
         for batch in loader:
             if batch is None:
                 continue
@@ -188,7 +180,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapters 3 and 5).
 
     Runs in eval mode under ``torch.inference_mode()`` on ``device`` (default:
-    where the model already is).
+    where the model already is); afterwards the model's device and modes are
+    as before (:func:`tlhelpers.surgery.evaluating`).
     """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     loss_sum, correct, seen = 0.0, 0, 0

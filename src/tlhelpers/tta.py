@@ -7,19 +7,21 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from tlhelpers import surgery
+
 
 def flip_predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(predicted labels, probabilities, true labels)`` from the mean softmax of each photo and its flip (chapter 5).
 
     Every batch ``(images, labels, ...)`` of ``loader`` is passed twice: as it
-    is and mirrored left to right.  Runs in
-    eval mode under ``torch.inference_mode()``; results on the CPU.
+    is and mirrored left to right.  Runs in eval mode under
+    ``torch.inference_mode()`` on ``device`` (default: the model's), and puts
+    the model back as it was (:func:`tlhelpers.surgery.evaluating`); results
+    on the CPU.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
     probs, labels = [], []
-    with torch.inference_mode():
+    with surgery.evaluating(model, device) as device, torch.inference_mode():
         for batch in loader:
             if batch is None:
                 continue
