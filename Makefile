@@ -39,8 +39,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/ruff check --line-length 80 notebooks
 
+# The quick part of the unit tests (under a minute); make test runs the slow ones too.
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests -m "not slow"
 
 nbval: $(STAMP)
 	$(PY) -m pytest -q notebooks $(NBVAL)

@@ -44,6 +44,7 @@ def predictions(argv, capsys) -> tuple[str, dict[str, str]]:
     return lines[0], {LINE.match(line)["path"]: LINE.match(line)["best"] for line in lines[1:]}
 
 
+@pytest.mark.slow
 def test_predict_with_the_onnx_file_agrees_with_the_pytorch_file(model_file, fp32_file, photos, capsys):
     header, from_onnx = predictions([fp32_file, *photos], capsys)
     assert header == f"Backbone: {zoo.load('efficientnet_lite0').source} [ONNX, fp32]"
@@ -56,6 +57,7 @@ def test_predict_with_the_onnx_file_agrees_with_the_pytorch_file(model_file, fp3
         assert max(abs(p - q) for (_, p), (_, q) in zip(ours, theirs)) < 1e-4
 
 
+@pytest.mark.slow
 def test_export_int8_dynamic_and_static(model_file, fp32_file, photos, tmp_path, capsys):
     dynamic, static = tmp_path / "dynamic.onnx", tmp_path / "static.onnx"
     assert cli.main(["export", str(model_file), "--onnx", str(dynamic), "--int8"]) == 0

@@ -121,6 +121,7 @@ def test_thumbnail_correlation_is_one_for_a_copy_and_lower_for_another_photo():
     assert float(a @ neighbours.thumbnail(second)) < 0.5
 
 
+@pytest.mark.slow
 def test_resaved_and_recropped_copies_are_found_and_other_photos_are_not(tmp_path):
     from tlhelpers import augment, features, zoo
 

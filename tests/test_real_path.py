@@ -62,6 +62,7 @@ def test_resnet18_standin_is_where_torchvision_looks_and_loads_without_fallback(
     assert torch.equal(backbone.model.state_dict()["fc.weight"], saved["fc.weight"])
 
 
+@pytest.mark.slow
 def test_vgg16_standin_is_float16_on_disk_and_float32_when_loaded(real_path_env):
     path = rp.write_standin_checkpoints(real_path_env, names=("vgg16",))["vgg16"]
     assert path == zoo.checkpoint_path("vgg16") and path.name == "vgg16-397923af.pth"
@@ -214,6 +215,7 @@ def test_the_chapters_with_a_full_budget_knob_get_their_full_run():
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_a_cell_that_raises_fails_the_run_and_is_named(tmp_path):
     assert os.environ.get("TLHELPERS_FORCE_FALLBACK") == "1", "conftest pins the fallback in this process"
     notebook = tmp_path / "chapter" / "09_tiny.ipynb"
@@ -249,6 +251,7 @@ def test_a_cell_that_raises_fails_the_run_and_is_named(tmp_path):
     assert notebook.read_bytes() == stored, "the source notebook is never written"
 
 
+@pytest.mark.slow
 def test_a_cell_past_the_timeout_fails_the_run(tmp_path):
     notebook = tmp_path / "10_slow.ipynb"
     nbformat.write(new_notebook(cells=[
