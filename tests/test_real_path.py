@@ -56,8 +56,7 @@ def test_resnet18_standin_is_where_torchvision_looks_and_loads_without_fallback(
 
     backbone = zoo.load("resnet18", fallback=zoo.FALLBACK)
     assert not backbone.is_fallback and backbone.name == "resnet18"
-    assert rp.TORCHVISION_MARKER.search(backbone.source)
-    assert not any(marker in backbone.source for marker in rp.FALLBACK_MARKERS)
+    assert "torchvision ResNet18_Weights" in backbone.source and not backbone.is_fallback
     saved = torch.load(written["resnet18"], weights_only=True)
     assert torch.equal(backbone.model.state_dict()["fc.weight"], saved["fc.weight"])
 
@@ -131,7 +130,7 @@ def test_kernel_env_drops_the_pinned_fallback_and_points_into_scratch(tmp_path):
             "TLHELPERS_DATA": "/elsewhere", "TLHELPERS_CACHE": "/home/me/.cache", "TORCH_HOME": "/home/me/torch"}
     env = rp.kernel_env(tmp_path, base)
     assert "TLHELPERS_FORCE_FALLBACK" not in env and runtime.STRICT_ENV not in env
-    assert env["TLHELPERS_OFFLINE"] == "1" and env["PATH"] == "/usr/bin"
+    assert env["TLHELPERS_OFFLINE"] == "1" and env["TLHELPERS_NO_FALLBACK"] == "1" and env["PATH"] == "/usr/bin"
     for key in ("TORCH_HOME", "TLHELPERS_DATA", "TLHELPERS_CACHE", "TMPDIR"):
         assert Path(env[key]).parent == tmp_path, key
     assert base["TLHELPERS_FORCE_FALLBACK"] == "1", "the caller's environment is left alone"
@@ -148,7 +147,7 @@ def _cell(source: str, *printed: str, tags=()) -> nbformat.NotebookNode:
     return cell
 
 
-def test_notes_and_the_torchvision_check():
+def test_notes_are_collected_and_errors_named():
     good = new_notebook(cells=[
         new_markdown_cell("# A chapter"),
         _cell("print(backbone.source)", "torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k), from the cache\n"),
@@ -160,12 +159,17 @@ def test_notes_and_the_torchvision_check():
     assert failures == []
     assert notes == [f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%)."]
 
-    fallback = new_notebook(cells=[good.cells[0], _cell(
-        "print(backbone.source)",
-        "Fallback: EfficientNet-Lite0 (packaged ImageNet-1k weights) stands in for ResNet-18 because ...\n")])
-    failures, _ = rp.check_executed(fallback, completed=True)
-    assert [f.cell for f in failures] == [1, None]
-    assert "fallback ran" in failures[0].error and "torchvision path did not run" in failures[1].error
+
+def test_no_fallback_switch_makes_the_fallback_an_error(real_path_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # no checkpoint there
+    monkeypatch.setenv(runtime.NO_FALLBACK_ENV, "1")
+    with pytest.raises(zoo.WeightsUnavailable):
+        zoo.load("resnet18", fallback="efficientnet_lite0")
+    monkeypatch.setenv(runtime.FORCE_FALLBACK_ENV, "1")
+    with pytest.raises(ValueError, match="contradict"):
+        zoo.load("resnet18", fallback="efficientnet_lite0")
+    monkeypatch.delenv(runtime.NO_FALLBACK_ENV)
+    assert zoo.load("resnet18", fallback="efficientnet_lite0").is_fallback
 
 
 def test_the_runner_and_the_book_agree_on_the_note_prefix():

@@ -10,6 +10,9 @@ names the variable.
     (:mod:`tlhelpers.zoo`);
 ``TLHELPERS_OFFLINE``
     never download weights or photos;
+``TLHELPERS_NO_FALLBACK``
+    a torchvision model whose weights cannot be loaded is an error, never
+    replaced by the fallback (the real-path run sets it);
 ``TLHELPERS_STRICT_CHECKS``
     a claim of the text that does not hold raises (:mod:`tlhelpers.checks`).
 """
@@ -26,6 +29,7 @@ import torch
 
 FORCE_FALLBACK_ENV = "TLHELPERS_FORCE_FALLBACK"
 OFFLINE_ENV = "TLHELPERS_OFFLINE"
+NO_FALLBACK_ENV = "TLHELPERS_NO_FALLBACK"
 STRICT_ENV = "TLHELPERS_STRICT_CHECKS"
 
 _ON = ("1", "true", "yes", "on")

@@ -196,21 +196,26 @@ def load(name: str, fallback: str | None = None) -> Backbone:
     ``name`` is one of :data:`NAMES`.  For a torchvision model whose weights are
     not reachable, ``fallback="efficientnet_lite0"`` returns the packaged model
     instead (its ``source`` names both); without it :class:`WeightsUnavailable`
-    is raised.  ``TLHELPERS_FORCE_FALLBACK=1`` always takes the fallback.
+    is raised.  ``TLHELPERS_FORCE_FALLBACK=1`` always takes the fallback;
+    ``TLHELPERS_NO_FALLBACK=1`` never does (the run that proves the torchvision
+    path: a chapter fails at the cell whose weights would have been replaced).
     """
     if name in PACKAGED_MODELS:
         return _load_efficientnet_lite0(requested=name, reason=None)
     _check_torchvision(name)
     if fallback is not None and fallback not in PACKAGED_MODELS:
         raise ValueError(f"fallback must be one of {sorted(PACKAGED_MODELS)}, not {fallback!r}")
+    no_fallback = runtime.flag(runtime.NO_FALLBACK_ENV)
     if fallback_forced():
+        if no_fallback:
+            raise ValueError(f"{runtime.FORCE_FALLBACK_ENV} and {runtime.NO_FALLBACK_ENV} contradict each other")
         return _load_efficientnet_lite0(requested=name, reason=FORCED_REASON)
     try:
         return _load_torchvision(name)
     except CorruptCheckpoint:
         raise  # a damaged file is a problem to fix, not a reason to quietly use other weights
     except WeightsUnavailable:
-        if fallback is None:
+        if fallback is None or no_fallback:
             raise
         return _load_efficientnet_lite0(requested=name, reason="because its torchvision weights are not available here")
 
