@@ -48,10 +48,10 @@ def test_rank_puts_flipped_labels_first():
     noisy = y.clone()
     noisy[[3, 25, 47]] = torch.tensor([1, 2, 0])
     probs = label_issues.out_of_fold_probabilities(noisy, nearest_mean(x, noisy), folds=5)
-    found = label_issues.rank(noisy, probs)
+    found = label_issues.find(noisy, probs)
     assert set(found[:3].tolist()) == {3, 25, 47}
     with pytest.raises(ValueError, match="one row"):
-        label_issues.rank(noisy[:5], probs)
+        label_issues.find(noisy[:5], probs)
 
 
 def test_a_row_of_zeros_is_refused_clearly():
@@ -59,4 +59,4 @@ def test_a_row_of_zeros_is_refused_clearly():
 
     probs = torch.tensor([[0.9, 0.1], [0.0, 0.0], [0.2, 0.8], [0.1, 0.9]])
     with pytest.raises(ValueError, match=r"sum to 0 \(the first is row 1\)"):
-        label_issues.rank(torch.tensor([0, 0, 1, 1]), probs)
+        label_issues.find(torch.tensor([0, 0, 1, 1]), probs)

@@ -2,7 +2,7 @@
 
 A model can only judge a label it was not trained on, so each photo's class
 probabilities come from a head trained on the *other* folds of a stratified
-k-fold split (:func:`out_of_fold_probabilities`).  :func:`rank` then asks
+k-fold split (:func:`out_of_fold_probabilities`).  :func:`find` then asks
 ``cleanlab`` (Northcutt et al., 2021) which labels disagree with those
 probabilities more than the model's typical confidence in each class
 explains, most suspicious first.  The result is a list of photos to *look at*:
@@ -46,7 +46,7 @@ def out_of_fold_probabilities(labels: torch.Tensor, fit_predict: Callable, folds
     return probs
 
 
-def rank(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+def find(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     """Indices of the photos whose given label is likely wrong, most suspicious first (chapter 6).
 
     ``cleanlab.filter.find_label_issues`` with its default method (confident
