@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tlhelpers import data, runtime
+from tlhelpers import data, images, runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -572,7 +572,7 @@ def test_a_programming_error_is_not_reported_as_an_unreadable_image(tmp_path, mo
     def broken(image):
         raise TypeError("a bug, not a bad photo")
 
-    monkeypatch.setattr(data, "to_rgb", broken)
+    monkeypatch.setattr(images, "to_rgb", broken)
     with pytest.raises(TypeError, match="a bug"):
         data.load_rgb(photo)
 

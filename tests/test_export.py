@@ -252,3 +252,17 @@ def test_quantize_refuses_an_unknown_mode(exported, tmp_path):
     with pytest.raises(ValueError, match="mode must be one of"):
         export.quantize(exported, tmp_path / "x.onnx", mode="float16")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_onnx_path_decodes_photos_as_the_pytorch_path_does(tmp_path):
+    from PIL import Image
+
+    from tlhelpers import data
+
+    sixteen_bit = tmp_path / "deep.png"
+    Image.fromarray((np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)).save(sixteen_bit)
+    assert np.array_equal(np.asarray(onnx_inference.read_rgb(sixteen_bit)), np.asarray(data.load_rgb(sixteen_bit)))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(data.UnreadableImage, match="broken.jpg"):
+        onnx_inference.read_rgb(broken)

@@ -24,9 +24,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from tlhelpers import optional
+from tlhelpers import images, optional
 
 FORMAT = "tlhelpers.onnx-classifier"
 INTERPOLATION = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
@@ -37,20 +37,16 @@ class OnnxFileError(RuntimeError):
 
 
 def read_rgb(item) -> Image.Image:
-    """A path or PIL image as an upright RGB picture (chapter 7, indirectly).
+    """A path or PIL image as an upright RGB picture, decoded as in PyTorch's path (chapter 7, indirectly).
 
-    EXIF orientation is applied; transparency becomes white.
+    Paths go through :func:`tlhelpers.images.load_rgb` (EXIF orientation,
+    transparency on white, 16-bit scaled, :class:`~tlhelpers.images.UnreadableImage`
+    with a reason); a PIL image is converted with
+    :func:`tlhelpers.images.to_rgb`.
     """
     if isinstance(item, Image.Image):
-        image = item
-    else:
-        with Image.open(item) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return image.convert("RGB")
+        return images.to_rgb(item)
+    return images.load_rgb(item)
 
 
 def _size(value) -> int:
