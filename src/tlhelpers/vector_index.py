@@ -46,16 +46,6 @@ def synthetic_features(n: int, dim: int = 512, clusters: int = 1000, spread: flo
     return torch.nn.functional.normalize(out, dim=1)
 
 
-def exact_search(vectors: torch.Tensor, queries: torch.Tensor, k: int = 10) -> torch.Tensor:
-    """Indices of the ``k`` most similar ``vectors`` for each query, exactly (chapter 6, indirectly).
-
-    Both are taken to be unit length already (as :func:`synthetic_features`
-    gives them), so the search is one matrix product and a top-k:
-    :func:`tlhelpers.neighbours.search` without its normalisation.
-    """
-    return (torch.as_tensor(queries).float() @ torch.as_tensor(vectors).float().T).topk(k, dim=1).indices
-
-
 class IVFIndex:
     """An approximate inner-product index (faiss ``IndexIVFFlat``) over unit-length vectors (chapter 6, indirectly).
 
@@ -106,8 +96,8 @@ def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe
     for n in sizes:
         drawn = synthetic_features(n + queries, dim, clusters=max(1, n // 100), seed=seed)
         vectors, asked = drawn[:n], drawn[n:]
-        exact_s = speed.seconds(lambda v=vectors, q=asked: exact_search(v, q, k), repeats, summary=min)
-        exact = exact_search(vectors, asked, k)
+        exact_s = speed.seconds(lambda v=vectors, q=asked: neighbours.search(q, v, k), repeats, summary=min)
+        exact = neighbours.search(asked, vectors, k)[1]
         start = time.perf_counter()
         index = IVFIndex(vectors, nprobe=nprobe, seed=seed)
         build_s = time.perf_counter() - start
