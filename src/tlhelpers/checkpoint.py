@@ -127,8 +127,8 @@ def mismatch(saved: dict, now: dict, path: str | os.PathLike) -> str | None:
             if key == "settings":
                 before, after = saved.get(key) or {}, now[key]
                 differ = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-                was = ", ".join(f"{k} {before.get(k)}" for k in differ)
-                wanted = ", ".join(f"{k} {after.get(k)}" for k in differ)
+                was = ", ".join(f"--{k.replace('_', '-')} {before.get(k)}" for k in differ)
+                wanted = ", ".join(f"--{k.replace('_', '-')} {after.get(k)}" for k in differ)
                 return f"{path} was made with {was}, not {wanted}; give the same options to resume"
             return f"{path} " + words.format(saved=saved.get(key), now=now.get(key), backbone=now.get("backbone"))
     return None

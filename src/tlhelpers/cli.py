@@ -188,8 +188,12 @@ def _quiet(*args, **kwargs) -> None:
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
-    command = "python -m tlhelpers train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else [args.folder])
-    return command if "--resume" in command.split() else command + " --resume"
+    """The command that continues an interrupted run: the one that ran, with ``--resume``."""
+    import shlex
+
+    given = sys.argv[2:] if sys.argv[1:2] == ["train"] else [args.folder, "-o", args.output]
+    command = shlex.join(["python", "-m", "tlhelpers", "train", *given])
+    return command if "--resume" in given else command + " --resume"
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -442,7 +442,7 @@ def run(
                         "val_loss": row["val_loss"],
                         "model": _state(model),
                     }
-                stopped = row["val_acc"] is not None and epoch - best["epoch"] >= patience
+                stopped = bool(patience) and row["val_acc"] is not None and epoch - best["epoch"] >= patience
                 save_checkpoint(epoch)
                 shown = {"train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": row["val_acc"]}
                 bar.set_postfix({k: round(v, 3) for k, v in shown.items() if v is not None})
