@@ -280,10 +280,11 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
 # --------------------------------------------------------------------------- #
 
 
-def test_two_processes_on_gloo_reach_the_weights_of_one(folder, tmp_path):
+@pytest.mark.parametrize("mode", ["last-block", "head"])
+def test_two_processes_on_gloo_reach_the_weights_of_one(folder, tmp_path, mode):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     single = subprocess.run(
-        command(folder, one, "--fine-tune", "last-block"),
+        command(folder, one, "--fine-tune", mode),
         env=env(tmp_path),
         capture_output=True,
         text=True,
@@ -292,7 +293,7 @@ def test_two_processes_on_gloo_reach_the_weights_of_one(folder, tmp_path):
     assert single.returncode == 0, single.stderr
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     double = subprocess.run(
-        [*torchrun, *command(folder, two, "--fine-tune", "last-block")[1:]],
+        [*torchrun, *command(folder, two, "--fine-tune", mode)[1:]],
         env=env(tmp_path),
         capture_output=True,
         text=True,
@@ -333,3 +334,16 @@ def test_seeded_items_draw_the_same_augmentation_anywhere():
     first = items[(2, 1)]
     assert torch.equal(torch.get_rng_state(), before), "the global random state is left alone"
     assert torch.equal(first, items[(2, 1)]) and not torch.equal(first, items[(3, 1)])
+
+
+def test_a_fine_tuned_file_without_its_backbone_is_refused(folder, cache, tmp_path):
+    from tlhelpers.classifier import ClassifierFileError
+
+    out = tmp_path / "model.pt"
+    assert train_cli(folder, "-o", out, "--fine-tune", "last-block", "--epochs", "1", "--batch-size", "4") == 0
+    payload = torch.load(out, weights_only=True)
+    assert payload["format_version"] == 2
+    del payload["backbone_state"]
+    torch.save(payload, out)
+    with pytest.raises(ClassifierFileError, match="format version 2 but no backbone weights"):
+        Classifier.load(out)
