@@ -197,18 +197,17 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tlhelpers import checkpoint, data, distributed, finetune, recipe, zoo
+    from tlhelpers import distributed
 
-    context = distributed.start()
-    say = print if context.main else _quiet
+    context = distributed.start()  # one process, or one of torchrun's
     try:
-        return _train(args, context, say, checkpoint, data, finetune, recipe, zoo)
+        return _train(args, context, say=print if context.main else _quiet)
     finally:
         distributed.stop(context)
 
 
-def _train(args, context, say, checkpoint, data, finetune, recipe, zoo) -> int:
-    from tlhelpers import distributed
+def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
+    from tlhelpers import checkpoint, data, distributed, finetune, recipe, zoo
 
     def refuse(message: str, status: int) -> int:
         if context.main:
@@ -250,8 +249,9 @@ def _train(args, context, say, checkpoint, data, finetune, recipe, zoo) -> int:
         return refuse(str(error), 2)
     say(f"\nBackbone: {backbone.source}")
     if context.distributed:
-        say(f"{context.world_size} processes ({context.device.type}), {args.batch_size or 'default'} photos "
-            "per step in all")
+        batch = args.batch_size or finetune.DEFAULTS[args.fine_tune]["batch_size"]
+        say(f"{context.world_size} processes ({context.device.type}), {batch // context.world_size} photos each "
+            f"per step, {batch} in all")
     try:
         result, outcome = finetune.run(
             args.folder, backbone, output=args.output, checkpoint_path=ckpt, resume=args.resume,
