@@ -14,8 +14,11 @@ and loads offline), the preprocessing, and a SHA-256 of the backbone's
 weights.  :meth:`Classifier.load` takes the backbone from
 :mod:`tlhelpers.zoo` again and refuses to go on when its preprocessing or
 weights are not those the head was trained on.  The backbone is therefore
-assumed to be the zoo's pretrained one, unchanged: a fine-tuned backbone
-cannot be saved this way.  The file is a ``torch.save`` of plain data and
+assumed to be the zoo's pretrained one, unchanged.  A classifier whose
+backbone was fine-tuned (``fine_tuned=True``, written by ``python -m
+tlhelpers train --fine-tune last-block``) keeps the backbone's weights too,
+in a file of format version 2; :meth:`Classifier.load` puts them into the
+zoo's architecture and checks them against their SHA-256.  The file is a ``torch.save`` of plain data and
 tensors (no pickled modules), readable with ``torch.load(weights_only=True)``.
 :meth:`Classifier.load` also reads the same fields written as JSON (a
 ``.json`` file, the head as nested lists): the file that the book's page
@@ -42,6 +45,7 @@ from tlhelpers import data, features, files, runtime, surgery, zoo
 
 FORMAT = "tlhelpers.classifier"
 FORMAT_VERSION = 1
+FINE_TUNED_VERSION = 2  # the same fields plus "backbone_state": the fine-tuned backbone's weights
 
 
 class ClassifierFileError(RuntimeError):
@@ -90,12 +94,15 @@ class Classifier:
     names in label order.  ``split`` records how the training photos were
     split (``{"seed": 0, "val": 0.15, "test": 0.15}``), so that later steps
     (``export --calibration``) use training photos only; ``None`` when unknown.
+    ``fine_tuned`` says that ``backbone.model``'s weights are no longer the
+    zoo's, so :meth:`save` stores them as well.
     """
 
     backbone: zoo.Backbone
     head: nn.Linear
     classes: list[str]
     split: dict | None = None  # the training run's split: {"seed", "val", "test"} of tlhelpers.data.split
+    fine_tuned: bool = False
 
     def __post_init__(self) -> None:
         self.classes = [str(name) for name in self.classes]
@@ -181,7 +188,7 @@ class Classifier:
             raise TypeError(f"{self.backbone.name!r} is not a tlhelpers.zoo model, so it could not be loaded again")
         payload = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FINE_TUNED_VERSION if self.fine_tuned else FORMAT_VERSION,
             "backbone": self.backbone.name,
             "requested": self.backbone.requested,
             "backbone_sha256": features.model_fingerprint(self.backbone.model, skip=self.backbone.head_name),
@@ -193,6 +200,10 @@ class Classifier:
         if self.split is not None:
             payload["split"] = {"seed": int(self.split["seed"]), "val": float(self.split["val"]),
                                 "test": float(self.split["test"])}
+        if self.fine_tuned:
+            payload["backbone_state"] = {
+                name: tensor.detach().cpu().clone() for name, tensor in self.backbone.model.state_dict().items()
+                if not surgery.matches(name, self.backbone.head_name)}
         return files.save_atomically(payload, path)
 
     @classmethod
@@ -221,6 +232,12 @@ class Classifier:
                 f"A head fits only the backbone it was trained on; unset {runtime.FORCE_FALLBACK_ENV} "
                 f"or make the {zoo.title(name)} weights available."
             )
+        if "backbone_state" in payload:  # fine-tuned: the weights come from the file
+            try:
+                backbone.model.load_state_dict(payload["backbone_state"], strict=False)
+            except RuntimeError as error:
+                raise ClassifierFileError(f"{path} holds backbone weights that do not fit {zoo.title(name)}: "
+                                          f"{str(error).splitlines()[0]}") from error
         here = preprocessing(backbone.transforms)
         if not _same_preprocessing(here, payload["preprocessing"]):
             raise ClassifierFileError(
@@ -237,7 +254,8 @@ class Classifier:
         head = nn.Linear(in_features, out_features, bias="bias" in state)
         head.load_state_dict(state)
         try:
-            return cls(backbone, head.eval(), list(payload["classes"]), split=payload.get("split"))
+            return cls(backbone, head.eval(), list(payload["classes"]), split=payload.get("split"),
+                       fine_tuned="backbone_state" in payload)
         except ValueError as error:
             raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from error
 
@@ -265,11 +283,16 @@ def _read_payload(path: Path) -> dict:
             f"{FORMAT!r} marker); write one with Classifier.save."
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, FINE_TUNED_VERSION):
         raise ClassifierFileError(
             f"{path} has classifier format version {version!r} (written by tlhelpers "
-            f"{payload.get('tlhelpers_version', '?')}); this tlhelpers reads version {FORMAT_VERSION} only."
+            f"{payload.get('tlhelpers_version', '?')}); this tlhelpers reads versions {FORMAT_VERSION} "
+            f"and {FINE_TUNED_VERSION} only."
         )
+    if (version == FINE_TUNED_VERSION) != isinstance(payload.get("backbone_state"), dict):
+        raise ClassifierFileError(f"{path} has classifier format version {version!r} but "
+                                  + ("no backbone weights; it is incomplete." if version == FINE_TUNED_VERSION
+                                     else "backbone weights; it is inconsistent."))
     problem = _payload_problem(payload)
     if problem:
         raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")

@@ -185,80 +185,198 @@ def _print_accuracy(result) -> None:
 BACKBONES = ("resnet18", "vgg16", "efficientnet_lite0")
 
 
+def _quiet(*args, **kwargs) -> None:
+    """``print`` for the processes of a torchrun run other than the main one: they say nothing."""
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """The command that continues an interrupted run: the one that ran, with ``--resume``."""
+    import shlex
+
+    given = sys.argv[2:] if sys.argv[1:2] == ["train"] else [args.folder, "-o", args.output]
+    command = shlex.join(["python", "-m", "tlhelpers", "train", *given])
+    return command if "--resume" in given else command + " --resume"
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from tlhelpers import data, recipe, zoo
+    from tlhelpers import distributed
+
+    context = distributed.start()  # one process, or one of torchrun's
+    try:
+        return _train(args, context, say=print if context.main else _quiet)
+    finally:
+        distributed.stop(context)
+
+
+def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
+    from tlhelpers import checkpoint, data, distributed, finetune, recipe, zoo
+
+    def refuse(message: str, status: int) -> int:
+        if context.main:
+            _error(message)
+        return status
 
     if args.backbone is not None and args.backbone not in zoo.NAMES:
-        _error(f"unknown backbone {args.backbone!r}; choose one of {', '.join(zoo.NAMES)}")
-        return 2
+        return refuse(f"unknown backbone {args.backbone!r}; choose one of {', '.join(zoo.NAMES)}", 2)
     if args.val + args.test >= 1:
-        _error(f"--val {args.val} and --test {args.test} leave no photos for training")
-        return 2
-    problem = recipe.writable_output(args.output, overwrite=args.overwrite)
+        return refuse(f"--val {args.val} and --test {args.test} leave no photos for training", 2)
+    ckpt = Path(args.checkpoint) if args.checkpoint else checkpoint.default_path(args.output)
+
+    def output_problem() -> str | None:  # asked on the main process, the one that writes
+        problem = recipe.writable_output(args.output, overwrite=args.overwrite)
+        if problem or Path(ckpt).resolve() == Path(args.output).resolve():
+            return problem or f"the checkpoint {ckpt} and MODEL {args.output} must be different files"
+        if args.resume:
+            return None if ckpt.is_file() else f"cannot resume: there is no checkpoint {ckpt}"
+        if ckpt.exists() and not args.overwrite:
+            if not checkpoint.is_checkpoint_file(ckpt):
+                return f"{ckpt} exists and was not written by tlhelpers; pass --overwrite to replace it"
+            return (f"{ckpt} holds an unfinished run: add --resume to continue it, or --overwrite to "
+                    "start again")
+        return recipe.writable_output(ckpt, overwrite=True)
+
+    problem = distributed.from_main(output_problem, context)
     if problem:
-        _error(problem)
-        return 2
-    progress = not args.no_progress and sys.stderr.isatty()  # no bars in logs and pipes
+        return refuse(problem, 2)
+    if args.deterministic:
+        torch_deterministic()
+    progress = not args.no_progress and sys.stderr.isatty() and context.main  # no bars in logs and pipes
     report = data.check(args.folder, progress=progress)
-    print(report.summary())
+    say(report.summary())
     if not report.usable:
-        _error(f"{args.folder} cannot be trained on: {'; '.join(report.reasons_not_usable())}.")
-        return 1
+        return refuse(f"{args.folder} cannot be trained on: {'; '.join(report.reasons_not_usable())}.", 1)
     try:
         backbone = recipe.load_backbone(args.backbone)
     except zoo.WeightsUnavailable as error:
-        _error(str(error))
-        return 2
-    print(f"\nBackbone: {backbone.source}")
+        return refuse(str(error), 2)
+    say(f"\nBackbone: {backbone.source}")
+    if context.distributed:
+        batch = args.batch_size or finetune.DEFAULTS[args.fine_tune]["batch_size"]
+        say(f"{context.world_size} processes ({context.device.type}), {batch // context.world_size} photos each "
+            f"per step, {batch} in all")
     try:
-        result = recipe.train_on_folder(
-            args.folder, backbone, val=args.val, test=args.test, seed=args.seed, cache=not args.no_cache,
-            progress=progress, report=report)
+        result, outcome = finetune.run(
+            args.folder, backbone, output=args.output, checkpoint_path=ckpt, resume=args.resume,
+            fine_tune=args.fine_tune, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            body_lr=args.body_lr, patience=args.patience, val=args.val, test=args.test, seed=args.seed,
+            workers=args.workers, cache=not args.no_cache, context=context, report=report, progress=progress,
+            say=say)
+    except finetune.RunRefused as error:
+        return refuse(str(error), error.status)
+    except finetune.Interrupted as stop:
+        if context.main:
+            print(f"\nInterrupted. {stop.path} holds {stop.epochs_done} of {stop.epochs} epochs; continue with:\n"
+                  f"  {_resume_hint(args)}", file=sys.stderr)
+        return 130
     except ValueError as error:
-        _error(str(error))
-        return 1
-    except OSError as error:  # the feature cache cannot be written
-        _error(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''} (try --no-cache)")
-        return 2
+        return refuse(str(error), 1)
+    except OSError as error:  # the feature cache or a file cannot be written
+        hint = " (try --no-cache)" if args.fine_tune == "head" else ""
+        return refuse(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}{hint}", 2)
     counts = ", ".join(f"{name} {sum(part.values())}" for name, part in result.counts.items())
-    print(f"Split (seed {args.seed}): {counts} photos"
-          + (" (features read from the cache)" if result.from_cache else ""))
-    _print_accuracy(result)
-    try:
-        path = result.classifier.save(args.output)
-    except OSError as error:
-        _error(f"cannot write {args.output}: {error.strerror or error}")
-        return 2
-    print()
-    _report_saved(path, f"{path.stat().st_size / 1024:.0f} KiB")
+    say(f"Split (seed {args.seed}): {counts} photos"
+        + (" (features read from the cache)" if result.from_cache else ""))
+    if outcome.resumed_from is not None:
+        say(f"Resumed after epoch {outcome.resumed_from}.")
+    say(f"Best epoch: {outcome.best_epoch} of {outcome.epochs}"
+        + (f" (stopped early: {args.patience} epochs without a better validation score)"
+           if outcome.stopped_early else ""))
+    if context.main:
+        _print_accuracy(result)
+        path = Path(args.output)
+        print()
+        _report_saved(path, f"{path.stat().st_size / 1024:.0f} KiB"
+                      + (", fine-tuned backbone included" if args.fine_tune != "head" else ""))
     return 0
+
+
+def torch_deterministic() -> None:
+    """Deterministic algorithms where PyTorch has them (``train --deterministic``)."""
+    import os
+
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+FINE_TUNE_MODES = ("head", "last-block", "all")  # tlhelpers.finetune.MODES, without importing torch for --help
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a classifier on a folder of photos, one subfolder per class (chapter 7)",
-        description="Chapter 4's recipe on FOLDER (one subfolder per class, named after it): open every photo "
+        description="Train a classifier on FOLDER (one subfolder per class, named after it): open every photo "
         "and print the same report as check-data; split the usable photos into training, validation and "
-        "test photos (stratified, the same for the same --seed); pass them once through a frozen pretrained "
-        "backbone (features cached on disk, so a second run is quick); train a linear head on the training "
-        "photos; print validation and test accuracy and a confusion matrix; write the classifier file that "
-        "'predict' and 'export' read. Exit status 0 when MODEL was written, 1 when FOLDER cannot be trained "
-        "on (fewer than 2 classes, a class without a usable photo), 2 when MODEL cannot be written or the "
-        "backbone is not available. MODEL is written atomically: an interrupted run leaves no partial file.",
+        "test photos (stratified, the same for the same --seed); train (--fine-tune head: a linear head on the "
+        "frozen backbone's cached features, chapter 4's recipe; last-block or all: the head and the last block "
+        "or the whole backbone on augmented photos, chapter 5's recipe), validating after every epoch, keeping "
+        "the best epoch and stopping early when --patience epochs bring nothing better; print validation and "
+        "test accuracy and a confusion matrix; write the classifier file that 'predict' and 'export' read. "
+        "After every epoch a checkpoint (default: MODEL with the suffix .ckpt) is written atomically; "
+        "--resume continues an interrupted run from it, Ctrl-C included, and it is removed when MODEL is "
+        "written. The same command runs on several processes or machines under torchrun "
+        "(torchrun --nproc_per_node=N -m tlhelpers train ...): gloo on CPUs, NCCL on GPUs, the batches "
+        "shared out, only the first process writes and prints. Exit status 0 when MODEL was written, 1 when "
+        "FOLDER cannot be trained on (fewer than 2 classes, a class without a usable photo), 2 when MODEL or "
+        "the checkpoint cannot be written, the backbone is not available or the checkpoint does not belong to "
+        "this run, 130 when interrupted. MODEL is written atomically: an interrupted run leaves no partial file.",
     )
     parser.add_argument("folder", metavar="FOLDER", help="dataset folder with one subfolder of photos per class")
     parser.add_argument("-o", "--output", default="model.pt", metavar="MODEL",
                         help="classifier file to write (default: model.pt); an existing classifier file is "
                         "replaced, any other file only with --overwrite")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace MODEL even when it exists and is not a classifier file")
+                        help="replace MODEL even when it exists and is not a classifier file, and start afresh "
+                        "over an unfinished run's checkpoint")
     parser.add_argument("--backbone", default=None, metavar="NAME",
-                        help=f"pretrained backbone whose features the head learns from: {', '.join(BACKBONES)} "
+                        help=f"pretrained backbone: {', '.join(BACKBONES)} "
                         "(default: resnet18 when its ImageNet weights are available, else the packaged "
                         "efficientnet_lite0); a backbone named here is used or the command stops")
+    parser.add_argument("--fine-tune", choices=FINE_TUNE_MODES, default="head",
+                        help="what trains: head (default; on cached features, quick), last-block (the head and "
+                        "the backbone's last block, on augmented photos) or all (the whole backbone)")
+    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                        help="at most N epochs (default: head 30, or enough for 300 steps; fine-tuning 5)")
+    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+                        help="photos per optimizer step, over all processes (default: head 64, fine-tuning 32)")
+    parser.add_argument("--lr", type=_positive_float, default=None, metavar="RATE",
+                        help="learning rate of the head (default: head 0.001, fine-tuning 0.003, with a "
+                        "warm-up cosine schedule)")
+    parser.add_argument("--body-lr", type=_positive_float, default=None, metavar="RATE",
+                        help="learning rate of the backbone's trained layers when fine-tuning (default: 0.0003)")
+    parser.add_argument("--patience", type=_non_negative_int, default=5, metavar="N",
+                        help="stop after N epochs without a better validation score (default: 5; 0: never)")
+    parser.add_argument("--workers", type=_non_negative_int, default=0, metavar="N",
+                        help="DataLoader worker processes that read and prepare photos, kept between epochs "
+                        "(default: 0, in the training process)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run whose checkpoint is there; refused when it was made "
+                        "from another folder, other classes, another backbone or other options")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="checkpoint file (default: MODEL with the suffix .ckpt, e.g. model.ckpt)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="use deterministic algorithms only (slower on GPUs; CPU runs repeat exactly anyway "
+                        "with the same number of threads)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the split and of the head's training (default: 0)")
+                        help="seed of the split, of the head's initial weights, of the batches and of the "
+                        "augmentation (default: 0)")
     parser.add_argument("--val", type=_fraction, default=0.15, metavar="FRACTION",
                         help="share of each class held back for validation (default: 0.15)")
     parser.add_argument("--test", type=_fraction, default=0.15, metavar="FRACTION",

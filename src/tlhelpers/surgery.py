@@ -266,7 +266,7 @@ def frozen_batchnorms(model: nn.Module) -> list[str]:
     ]
 
 
-def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
+def train_mode(model: nn.Module, frozen_bn_eval: bool = True, all_bn_eval: bool = False) -> nn.Module:
     """``model.train()``, except that frozen BatchNorm layers stay in eval mode (chapter 2).
 
     In train mode a BatchNorm layer normalises with the statistics of the
@@ -278,10 +278,18 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True) -> nn.Module:
     keeps frozen BatchNorm layers in inference mode, and so does this helper:
     a BatchNorm layer whose parameters are all frozen is put in eval mode.
     BatchNorm layers without affine parameters follow ``model.train()``.
+    With ``all_bn_eval`` every BatchNorm layer stays in eval mode, trainable
+    or not, as Keras' guide also recommends when fine-tuning: the layers keep
+    the pretrained statistics while their weights train, and no layer depends
+    on how a batch is divided among processes (``python -m tlhelpers train``).
     Returns ``model``.
     """
     model.train()
-    if frozen_bn_eval:
+    if all_bn_eval:
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.eval()
+    elif frozen_bn_eval:
         for name in frozen_batchnorms(model):
             model.get_submodule(name).eval()
     return model

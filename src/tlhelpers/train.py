@@ -125,31 +125,14 @@ def fit(
     epoch_bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
     for epoch in epoch_bar:
         start = time.perf_counter()
-        surgery.train_mode(model, frozen_bn_eval=frozen_bn_eval)
-        loss_sum, correct, seen = 0.0, 0, 0
         lr_now = optimizer.param_groups[0]["lr"]
-        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not progress)
-        for batch in batches:
-            if batch is None:
-                continue
-            x, y = _inputs(batch, device, channels_last)
-            with _autocast(device, amp):
-                logits = model(x)
-                loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None and scheduler_interval == "batch":
-                scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+        scores = one_epoch(model, train_loader, optimizer, loss_fn=loss_fn, device=device, amp=amp,
+                           channels_last=channels_last, scaler=scaler,
+                           scheduler=scheduler if scheduler_interval == "batch" else None,
+                           frozen_bn_eval=frozen_bn_eval, progress=progress, desc=f"epoch {epoch}")
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
-        if seen == 0:
-            raise ValueError("the training loader gave no usable batch")
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+        row = {"epoch": epoch, "train_loss": scores["loss"], "train_acc": scores["acc"],
                "val_loss": None, "val_acc": None, "lr": lr_now}
         if val_loader is not None:
             scores = evaluate(model, val_loader, device=device, loss_fn=loss_fn, amp=amp)
@@ -160,6 +143,60 @@ def fit(
                                if k in ("train_loss", "train_acc", "val_acc") and v is not None})
     model.eval()
     return history
+
+
+def one_epoch(
+    model: nn.Module,
+    train_loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    *,
+    loss_fn: Callable | None = None,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    scaler: torch.amp.GradScaler | None = None,
+    scheduler=None,
+    frozen_bn_eval: bool = True,
+    all_bn_eval: bool = False,
+    progress: bool = True,
+    desc: str = "epoch",
+) -> dict:
+    """One pass over ``train_loader``, a step per batch: ``{"loss", "acc", "n"}`` (chapter 7, indirectly).
+
+    The body of :func:`fit`'s epoch loop, also run by ``python -m tlhelpers
+    train`` (:mod:`tlhelpers.finetune`), which adds checkpoints and several
+    processes around it.  ``scheduler`` (if any) is stepped after every batch;
+    ``scaler`` carries float16 gradient scaling from one epoch to the next
+    (one is made per call when ``amp`` is on and none is given).  The model's
+    modes come from :func:`tlhelpers.surgery.train_mode` with
+    ``frozen_bn_eval`` and ``all_bn_eval``.  ``loss`` and ``acc`` are means
+    over the batches this process saw.
+    """
+    device = torch.device(device) if device is not None else _model_device(model)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    if scaler is None:
+        scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    surgery.train_mode(model, frozen_bn_eval=frozen_bn_eval, all_bn_eval=all_bn_eval)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for batch in tqdm(train_loader, desc=desc, leave=False, disable=not progress):
+        if batch is None:
+            continue
+        x, y = _inputs(batch, device, channels_last)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    if seen == 0:
+        raise ValueError("the training loader gave no usable batch")
+    return {"loss": loss_sum / seen, "acc": correct / seen, "n": seen}
 
 
 def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
