@@ -231,6 +231,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(folder, tmp_path, capsys):
     assert notes.read_text() == "my notes" and not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
     killed, whole = tmp_path / "killed.pt", tmp_path / "whole.pt"
     ckpt = checkpoint.default_path(killed)
@@ -280,6 +281,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["last-block", "head"])
 def test_two_processes_on_gloo_reach_the_weights_of_one(folder, tmp_path, mode):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"

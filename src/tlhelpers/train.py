@@ -56,6 +56,11 @@ class History:
         return self.rows[index]
 
 
+def _model_device(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 def _inputs(batch, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = batch[0], batch[1]
     x = x.to(device, non_blocking=True)
