@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_data import BAD_MAKERS, make_dataset
 
-from tlhelpers import cli, recipe, zoo
+from tlhelpers import cli, recipe, tables, zoo
 from tlhelpers.classifier import Classifier
 
 PER_CLASS = {"cats": 6, "dogs": 6, "panda": 6}
@@ -174,9 +174,9 @@ def test_help_names_every_backbone_of_the_zoo():
 
 
 def test_confusion_matrix_and_its_table():
-    matrix = recipe.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3)
+    matrix = tables.confusion_counts(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    table = recipe.format_confusion(matrix, ["cats", "dogs", "panda"]).splitlines()
+    table = tables.confusion_text(matrix, ["cats", "dogs", "panda"]).splitlines()
     assert table[0].split()[-3:] == ["cats", "dogs", "panda"]
     assert table[1].split() == ["cats", "1", "1", "0"]
 

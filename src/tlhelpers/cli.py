@@ -175,10 +175,10 @@ def _print_accuracy(result) -> None:
             print(f"{split} accuracy: {value:.1%} on {held_out} photos")
     shown = "test" if result.accuracy["test"] is not None else "validation"
     if result.accuracy[shown] is not None:
-        from tlhelpers import recipe
+        from tlhelpers import tables
 
         print(f"\nConfusion matrix, {shown} photos (rows: true class, columns: predicted class):")
-        print(recipe.format_confusion(result.confusion[shown], result.classifier.classes))
+        print(tables.confusion_text(result.confusion[shown], result.classifier.classes))
 
 
 # tlhelpers.zoo.NAMES, written out so that `--help` needs no torch import (a test keeps them equal).

@@ -58,6 +58,7 @@ from tlhelpers import (
     runtime,
     schedules,
     surgery,
+    tables,
     train,
     zoo,
 )
@@ -457,7 +458,7 @@ def run(
     for key, dataset in (("validation", val_set), ("test", test_set)):
         _, labels, predictions = scores(model, dataset, context, workers=workers)
         accuracy[key] = (predictions == labels).float().mean().item() if len(labels) else None
-        confusion[key] = recipe.confusion_matrix(labels, predictions, n_classes)
+        confusion[key] = tables.confusion_counts(labels, predictions, n_classes)
     split = {"seed": seed, "val": val, "test": test}
     model.eval().cpu()
     if fine_tune == "head":

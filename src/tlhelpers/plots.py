@@ -209,10 +209,8 @@ def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str
     Each cell shows its count and its share of the true class, so classes
     of different sizes compare fairly.  Returns the figure.
     """
-    y_true = np.asarray(torch.as_tensor(y_true).cpu(), dtype=np.int64)
-    y_pred = np.asarray(torch.as_tensor(y_pred).cpu(), dtype=np.int64)
     k = len(classes)
-    counts = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    counts = tables.confusion_counts(torch.as_tensor(y_true).cpu(), torch.as_tensor(y_pred).cpu(), k).numpy()
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     if ax is None:
         fig, ax = plt.subplots(figsize=(1.2 * k + 2.2, 1.1 * k + 1.2))

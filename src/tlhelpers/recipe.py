@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from tlhelpers import classifier, data, features, heads, zoo
+from tlhelpers import classifier, data, features, heads, tables, zoo
 
 DEFAULT_BACKBONE = "resnet18"
 MIN_STEPS = 300
@@ -77,23 +77,6 @@ def load_backbone(name: str | None) -> zoo.Backbone:
     return zoo.load(name)
 
 
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Counts of (true class, predicted class) pairs as an ``n_classes × n_classes`` tensor (chapter 7, indirectly)."""
-    index = labels.long() * n_classes + predictions.long()
-    return torch.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def format_confusion(matrix: torch.Tensor, classes: list[str]) -> str:
-    """A confusion matrix as text: a row per true class, a column per prediction (chapter 7, indirectly)."""
-    corner = "true \\ predicted"
-    first = max(len(corner), *(len(name) for name in classes))
-    width = max([len(name) for name in classes] + [len(str(int(v))) for v in matrix.flatten()])
-    lines = [f"{corner:<{first}}  " + "  ".join(f"{name:>{width}}" for name in classes)]
-    for name, row in zip(classes, matrix.tolist()):
-        lines.append(f"{name:<{first}}  " + "  ".join(f"{count:>{width}}" for count in row))
-    return "\n".join(lines)
-
-
 def train_on_folder(
     root: str | os.PathLike,
     backbone: str | zoo.Backbone | None = None,
@@ -142,7 +125,7 @@ def train_on_folder(
         with torch.inference_mode():
             predictions = head(part.features.float()).argmax(1)
         accuracy[key] = (predictions == part.labels).float().mean().item()
-        confusion[key] = confusion_matrix(part.labels, predictions, n)
+        confusion[key] = tables.confusion_counts(part.labels, predictions, n)
     return TrainingResult(
         classifier=classifier.Classifier(backbone, head.eval(), list(images.classes),
                                          split={"seed": seed, "val": val, "test": test}),

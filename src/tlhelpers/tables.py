@@ -58,3 +58,32 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | 
                           for w, a in zip(widths, align)) + "|"
     body = ["| " + " | ".join(_justify(cells, widths, align)) + " |" for cells in lines]
     return "\n".join([body[0], rule, *body[1:]])
+
+
+def confusion_counts(labels, predictions, n_classes: int):
+    """Counts of (true class, predicted class) pairs, ``n_classes × n_classes``, as a tensor (chapter 7, indirectly).
+
+    scikit-learn's counting (``sklearn.metrics.confusion_matrix``): rows are
+    the true classes, columns the predictions.  The command line prints it
+    with :func:`confusion_text`; chapter 4 draws it with
+    :func:`tlhelpers.plots.confusion_matrix`.
+    """
+    import numpy as np
+    import torch
+    from sklearn.metrics import confusion_matrix
+
+    if len(labels) == 0:  # a split without photos (sklearn refuses empty input)
+        return torch.zeros(n_classes, n_classes, dtype=torch.long)
+    counts = confusion_matrix(np.asarray(labels), np.asarray(predictions), labels=list(range(n_classes)))
+    return torch.as_tensor(counts, dtype=torch.long)
+
+
+def confusion_text(matrix, classes: Sequence[str]) -> str:
+    """A confusion matrix as text: a row per true class, a column per prediction (chapter 7, indirectly)."""
+    corner = "true \\ predicted"
+    first = max(len(corner), *(len(name) for name in classes))
+    width = max([len(name) for name in classes] + [len(str(int(v))) for v in matrix.flatten()])
+    lines = [f"{corner:<{first}}  " + "  ".join(f"{name:>{width}}" for name in classes)]
+    for name, row in zip(classes, matrix.tolist()):
+        lines.append(f"{name:<{first}}  " + "  ".join(f"{count:>{width}}" for count in row))
+    return "\n".join(lines)
