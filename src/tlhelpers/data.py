@@ -191,7 +191,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
 
 
 def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path:
-    """The folder of the dataset ``name``, found in a fixed order (chapters 1–7).
+    """The folder of the dataset ``name``, found in a fixed order (chapters 1–8).
 
     1. ``path`` when given: that folder, or ``path/name``.  An explicit path is
        never silently replaced by another place: if it is not a dataset folder,
@@ -284,7 +284,7 @@ class ImageSet:
 
 
 def scan(root: str | os.PathLike) -> ImageSet:
-    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–7).
+    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–8).
 
     Classes are sorted by folder name and files by name; images are recognised
     by extension (any case, see ``IMAGE_EXTENSIONS``); hidden files and
@@ -344,7 +344,7 @@ def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0
 
 
 def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
-    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–7).
+    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–8).
 
     The draws are nested: for one seed, the 5-per-class set is contained in
     the 10-per-class set, so a learning curve over n compares like with like.

@@ -307,7 +307,7 @@ def extract(
     num_workers: int = 0,
     progress: bool = True,
 ) -> FeatureSet:
-    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–7).
+    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–8).
 
     ``model`` is an ``nn.Module`` or a :class:`tlhelpers.zoo.Backbone`, whose
     ``transforms``, ``name`` and ``head_name`` are then the defaults of

@@ -71,7 +71,7 @@ def usable_images(report: data.CheckReport) -> data.ImageSet:
 
 
 def load_backbone(name: str | None) -> zoo.Backbone:
-    """``name``'s backbone; ``None``: ResNet-18, else the packaged fallback (chapter 7, indirectly)."""
+    """``name``'s backbone; ``None``: ResNet-18, else the packaged fallback (chapter 8)."""
     if name is None:
         return zoo.load(DEFAULT_BACKBONE, fallback=zoo.FALLBACK)
     return zoo.load(name)
