@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tlhelpers import onnx_inference, optional
+from tlhelpers import images, onnx_inference, optional
 from tlhelpers.classifier import Classifier, preprocessing
 
 INPUT, OUTPUT = "image", "logits"
@@ -140,12 +140,10 @@ class PhotoCalibration:
         return {INPUT: np.stack([self._prepared(photo) for photo in chunk])}
 
     def _prepared(self, photo) -> np.ndarray:
-        from PIL import UnidentifiedImageError
-
         try:
             picture = onnx_inference.read_rgb(photo)
-        except (OSError, UnidentifiedImageError, ValueError) as error:  # PIL's errors for a bad file
-            raise CalibrationPhotoError(f"calibration photo {photo} cannot be read: {error}") from error
+        except images.UnreadableImage as error:  # the shared decoder names the reason
+            raise CalibrationPhotoError(f"calibration photo {photo} cannot be read: {error.reason}") from error
         return onnx_inference.preprocess(picture, self.preprocessing)
 
 
