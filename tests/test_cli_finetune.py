@@ -16,28 +16,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_data import make_dataset
+from test_data import PETS, make_dataset
 
 from tlhelpers import checkpoint, cli, distributed, finetune, surgery, train, zoo
 from tlhelpers.classifier import Classifier
 
-PER_CLASS = {"cats": 6, "dogs": 6, "panda": 6}  # 12 training, 3 validation and 3 test photos
 TINY = ["--epochs", "3", "--batch-size", "4", "--deterministic", "--no-progress"]
-
-
-@pytest.fixture
-def folder(tmp_path):
-    return make_dataset(tmp_path / "pets", PER_CLASS)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TLHELPERS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def train_cli(*argv) -> int:
     return cli.main(["train", *map(str, argv), "--no-progress"])
+
+
+def completed(argv, tmp_path) -> subprocess.CompletedProcess:
+    """``argv`` run to its end in the subprocesses' environment, output captured."""
+    return subprocess.run(argv, env=env(tmp_path), capture_output=True, text=True, timeout=300)
 
 
 def env(tmp_path) -> dict:
@@ -84,7 +77,7 @@ def test_fine_tune_last_block_saves_the_backbone_and_predict_uses_it(folder, cac
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
     loaded = Classifier.load(out)
-    assert loaded.fine_tuned and loaded.classes == list(PER_CLASS)
+    assert loaded.fine_tuned and loaded.classes == list(PETS)
     pretrained = zoo.load(loaded.backbone.name).model.state_dict()
     tuned = loaded.backbone.model.state_dict()
     head = loaded.backbone.head_name
@@ -202,7 +195,7 @@ def test_resume_from_another_run_is_refused(folder, interrupted, tmp_path, capsy
     out, ckpt = interrupted
     argv = [folder, "-o", out, "--epochs", "6", "--resume"]
     if change == "other folder":
-        argv[0] = make_dataset(tmp_path / "other", PER_CLASS)
+        argv[0] = make_dataset(tmp_path / "other", PETS)
     elif change == "other classes":
         (folder / "dogs").rename(folder / "wolves")
     elif change == "other files":
@@ -256,22 +249,10 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
             run.kill()
     assert run.returncode == -signal.SIGKILL, run.stderr.read()
     assert not killed.exists() and checkpoint.load(ckpt)["epoch"] in (1, 2)
-    resumed = subprocess.run(
-        command(folder, killed, "--fine-tune", "last-block", "--batch-size", "2", "--resume"),
-        env=env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = completed(command(folder, killed, "--fine-tune", "last-block", "--batch-size", "2", "--resume"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from " in resumed.stdout
-    plain = subprocess.run(
-        command(folder, whole, "--fine-tune", "last-block", "--batch-size", "2"),
-        env=env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    plain = completed(command(folder, whole, "--fine-tune", "last-block", "--batch-size", "2"), tmp_path)
     assert plain.returncode == 0, plain.stderr
     assert_same(weights(killed), weights(whole))
 
@@ -285,22 +266,10 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
 @pytest.mark.parametrize("mode", ["last-block", "head"])
 def test_two_processes_on_gloo_reach_the_weights_of_one(folder, tmp_path, mode):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    single = subprocess.run(
-        command(folder, one, "--fine-tune", mode),
-        env=env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    single = completed(command(folder, one, "--fine-tune", mode), tmp_path)
     assert single.returncode == 0, single.stderr
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    double = subprocess.run(
-        [*torchrun, *command(folder, two, "--fine-tune", mode)[1:]],
-        env=env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    double = completed([*torchrun, *command(folder, two, "--fine-tune", mode)[1:]], tmp_path)
     assert double.returncode == 0, double.stderr
     assert "2 processes (cpu)" in double.stdout
     assert double.stdout.count("Saved ") == 1, "only the first process prints"

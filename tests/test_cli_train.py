@@ -9,23 +9,10 @@ import sys
 
 import pytest
 import torch
-from test_data import BAD_MAKERS, make_dataset
+from test_data import BAD_MAKERS, PETS, make_dataset
 
 from tlhelpers import cli, recipe, tables, zoo
 from tlhelpers.classifier import Classifier
-
-PER_CLASS = {"cats": 6, "dogs": 6, "panda": 6}
-
-
-@pytest.fixture
-def folder(tmp_path):
-    return make_dataset(tmp_path / "pets", PER_CLASS)
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TLHELPERS_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def train(*argv) -> int:
@@ -140,14 +127,14 @@ def test_never_overwrites_a_file_it_did_not_write(folder, cache, tmp_path, capsy
     assert "was not written by tlhelpers; pass --overwrite" in capsys.readouterr().err
     assert notes.read_text() == "my notes"
     assert train(folder, "-o", notes, "--overwrite") == 0
-    assert Classifier.load(notes).classes == list(PER_CLASS)
+    assert Classifier.load(notes).classes == list(PETS)
 
 
 def test_replaces_its_own_classifier_file(folder, cache, tmp_path):
     out = tmp_path / "model.pt"
     assert train(folder, "-o", out) == 0
     assert train(folder, "-o", out, "--seed", "1") == 0
-    assert Classifier.load(out).classes == list(PER_CLASS)
+    assert Classifier.load(out).classes == list(PETS)
     assert Classifier.load(out).split == {"seed": 1, "val": 0.15, "test": 0.15}  # export --calibration uses it
 
 

@@ -110,6 +110,9 @@ BAD_MAKERS = {
 }
 
 
+PETS = {"cats": 6, "dogs": 6, "panda": 6}  # split 15 %/15 %: 12 training, 3 validation and 3 test photos
+
+
 def make_dataset(root: Path, per_class: dict[str, int], bad: dict[str, list[str]] | None = None) -> Path:
     """root/<class>/<class>_NNN.jpg good files, plus the named bad files in some classes."""
     for class_index, (name, count) in enumerate(per_class.items()):
