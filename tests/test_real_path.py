@@ -75,6 +75,28 @@ def test_vgg16_standin_is_float16_on_disk_and_float32_when_loaded(real_path_env)
     assert torch.equal(backbone.model.classifier[6].weight, saved["classifier.6.weight"].float())
 
 
+def test_coco_detector_standin_loads_with_torchvisions_plain_call(real_path_env):
+    from torchvision.models.detection import (
+        FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+        fasterrcnn_mobilenet_v3_large_320_fpn,
+    )
+
+    from tlhelpers import detection
+
+    path = rp.write_standin_checkpoints(real_path_env, names=(rp.COCO_DETECTOR,))[rp.COCO_DETECTOR]
+    assert rp.COCO_DETECTOR == detection.COCO_DETECTOR
+    assert path == detection.coco_checkpoint_path()
+    assert path.name == "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth"
+    assert detection.coco_weights_reachable()
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.DEFAULT)
+    saved = torch.load(path, weights_only=True)
+    key = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(model.roi_heads.box_predictor.cls_score.weight, saved[key].float())
+    with torch.inference_mode():
+        found = model.eval()([torch.rand(3, 64, 80)])[0]
+    assert set(found) == {"boxes", "labels", "scores"}
+
+
 def test_standins_are_the_same_every_time(tmp_path):
     first = rp.write_standin_checkpoints(tmp_path / "a", names=("resnet18",))["resnet18"]
     second = rp.write_standin_checkpoints(tmp_path / "b", names=("resnet18",))["resnet18"]

@@ -10,7 +10,12 @@ with random weights (seed 0), their state dicts saved under torchvision's own
 file names (``zoo.checkpoint_path``: ``resnet18-f37072fd.pth``,
 ``vgg16-397923af.pth``; VGG16's in float16, 264 MB instead of 528 MB —
 ``load_state_dict`` copies it into the float32 model) in a temporary
-``TORCH_HOME``.  Random weights make accuracy meaningless, so outputs are not
+``TORCH_HOME``.  Chapter 9's COCO detector gets one too:
+``fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None)``
+with random weights, in float16, as
+``fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth``
+(``detection.coco_checkpoint_path``), so that the chapter's plain
+``weights=...DEFAULT`` call runs.  Random weights make accuracy meaningless, so outputs are not
 compared: the run proves that every cell runs.
 
 Each chapter runs twice with papermill, which sets the knobs below in the
@@ -80,8 +85,10 @@ BUDGETS = {
     "full": {"FULL_BUDGET": True, "QUICK_RUN": True},
 }
 PARAMETERS = ("FULL_BUDGET", "QUICK_RUN")
-STANDIN_MODELS = ("resnet18", "vgg16")
-HALF_PRECISION = ("vgg16",)  # saved in float16: half the file, loads into the float32 model
+COCO_DETECTOR = "fasterrcnn_mobilenet_v3_large_320_fpn"  # tlhelpers.detection.COCO_DETECTOR (chapter 9)
+STANDIN_MODELS = ("resnet18", "vgg16", COCO_DETECTOR)
+# saved in float16: half the file, loads into the float32 model
+HALF_PRECISION = ("vgg16", COCO_DETECTOR)
 REMOVED_ENV = ("TLHELPERS_FORCE_FALLBACK", "TLHELPERS_STRICT_CHECKS")
 NOTE_PREFIX = "Not as in the book:"  # tlhelpers.checks.NOTE_PREFIX
 TARGET_SECONDS = 240.0
@@ -118,26 +125,43 @@ def _environ(**values: str):
 def write_standin_checkpoints(torch_home: Path, names=STANDIN_MODELS, seed: int = 0) -> dict[str, Path]:
     """Random weights in the real architectures, saved where torchvision looks for its checkpoints.
 
-    The path is ``zoo.checkpoint_path(name)`` with ``TORCH_HOME=torch_home``
+    The path is ``zoo.checkpoint_path(name)`` (``detection.coco_checkpoint_path()``
+    for the COCO detector) with ``TORCH_HOME=torch_home``
     (``<torch_home>/hub/checkpoints/<torchvision's file name>``).
     """
     import torch
 
-    from tlhelpers import zoo
+    from tlhelpers import detection, zoo
 
     written = {}
     for name in names:
         with _environ(TORCH_HOME=str(torch_home)):
-            path = zoo.checkpoint_path(name)
+            path = detection.coco_checkpoint_path() if name == COCO_DETECTOR else zoo.checkpoint_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
-        state = zoo.architecture(name).state_dict()
+        if name == COCO_DETECTOR:
+            state = _detector_state(name)
+        else:
+            state = zoo.architecture(name).state_dict()
         if name in HALF_PRECISION:
             state = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
         torch.save(state, path)
         written[name] = path
         del state
     return written
+
+
+def _detector_state(name: str) -> dict:
+    """Random weights of a torchvision detector, in the layout of its COCO checkpoint.
+
+    With weights, torchvision builds the detector's backbone with
+    ``FrozenBatchNorm2d``, which keeps no ``num_batches_tracked``; built
+    without, its BatchNorm layers have them, so they are left out.
+    """
+    from torchvision.models import get_model
+
+    model = get_model(name, weights=None, weights_backbone=None)
+    return {key: value for key, value in model.state_dict().items() if not key.endswith("num_batches_tracked")}
 
 
 def make_reduced_photos(target: Path, per_class: int, source: Path | None = None, seed: int = 0) -> Path:

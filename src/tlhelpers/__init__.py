@@ -12,6 +12,7 @@ One module per concept; import what a chapter needs explicitly, e.g.
 ``train``               the one training loop and evaluation
 ``classifier``          a backbone plus a trained head, saved in one file
 ``explain``             class activation maps
+``detection``           a zoo backbone inside an object detector, COCO's mAP
 ``plots``, ``widgets``  figures, tables and interactive explorers
 ``checks``              the book's claims, checked where they are made
 ``runtime``             environment switches, device, seeded runs
@@ -22,7 +23,10 @@ Conventions
 -----------
 * ``fit``/``fit_linear`` train and return a :class:`~tlhelpers.train.History`;
   ``predict`` returns ``(predicted labels, probabilities)``; ``evaluate``
-  returns ``{"loss", "acc", "n"}`` with ``acc`` in [0, 1].
+  returns ``{"loss", "acc", "n"}`` with ``acc`` in [0, 1].  Detection keeps
+  torchvision's format instead: :func:`tlhelpers.detection.predict` returns
+  one ``{"boxes", "scores", "labels"}`` per picture, and
+  :func:`tlhelpers.detection.evaluate` COCO's mAPs.
 * Training and validation data are passed as ``train_…``/``val_…`` arguments
   (``train_loader``, ``train_features``), never as a bare ``train`` that
   would hide the :mod:`tlhelpers.train` module.
@@ -41,7 +45,7 @@ __version__ = "0.2.0"
 
 # The extra of pyproject.toml that installs each optional dependency.
 EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "faiss": "search", "cleanlab": "labels",
-          "torch_lr_finder": "recipes", "skimage": "samples"}
+          "torch_lr_finder": "recipes", "skimage": "samples", "torchmetrics": "detection", "pycocotools": "detection"}
 
 
 def optional(module: str):

@@ -191,7 +191,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
 
 
 def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path:
-    """The folder of the dataset ``name``, found in a fixed order (chapters 1–8).
+    """The folder of the dataset ``name``, found in a fixed order (chapters 1–9).
 
     1. ``path`` when given: that folder, or ``path/name``.  An explicit path is
        never silently replaced by another place: if it is not a dataset folder,
@@ -284,7 +284,7 @@ class ImageSet:
 
 
 def scan(root: str | os.PathLike) -> ImageSet:
-    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–8).
+    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–9).
 
     Classes are sorted by folder name and files by name; images are recognised
     by extension (any case, see ``IMAGE_EXTENSIONS``); hidden files and
@@ -324,7 +324,7 @@ def _class_permutation(images: ImageSet, label: int, seed: int, stream: int) -> 
 
 
 def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, ImageSet]:
-    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed (chapters 2–7).
+    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed (chapters 2–7 and 9).
 
     Each class is divided in the proportions ``val`` and ``test`` (rounded per
     class); the rest is for training.  The parts are disjoint, cover every

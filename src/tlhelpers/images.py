@@ -96,7 +96,7 @@ def _reason(error: BaseException) -> str:
 
 
 def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
-    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1, 4, 6 and 7).
+    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1, 4, 6, 7 and 9).
 
     Every picture of the package is read with it.  Greyscale, palette,
     CMYK and 16-bit images become RGB (16-bit values are scaled, not clipped);

@@ -168,7 +168,7 @@ def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str
 
 def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",),
                   digits: int = 1) -> str:
-    """A Markdown table of mean ± standard deviation per group (chapters 3–5).
+    """A Markdown table of mean ± standard deviation per group (chapters 3–5 and 9).
 
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
     groups keep their order of first appearance.  Metrics ending in ``acc``

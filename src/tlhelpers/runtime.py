@@ -52,7 +52,7 @@ def offline() -> bool:
 
 
 def pick_device() -> torch.device:
-    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu`` (chapters 1–3 and 5)."""
+    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu`` (chapters 1–3, 5 and 9)."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -62,7 +62,7 @@ def pick_device() -> torch.device:
 
 @contextlib.contextmanager
 def seeded(seed: int, deterministic: bool = True) -> Iterator[None]:
-    """Seed Python, NumPy and PyTorch for the ``with`` block, then restore all of it (chapters 3 and 5).
+    """Seed Python, NumPy and PyTorch for the ``with`` block, then restore all of it (chapters 3, 5 and 9).
 
     With ``deterministic`` PyTorch uses deterministic algorithms where it has
     them and warns (instead of failing) where it does not, so CPU runs repeat

@@ -135,7 +135,7 @@ def imagenet_weights(name: str):
 
 
 def architecture(name: str) -> nn.Module:
-    """The architecture of a zoo model with random weights: no download, no cache (chapters 2–3)."""
+    """The architecture of a zoo model with random weights: no download, no cache (chapters 2, 3 and 9)."""
     from torchvision.models import get_model
 
     if name in TORCHVISION_MODELS:
@@ -191,7 +191,7 @@ def weights_reachable(name: str) -> bool:
 
 
 def load(name: str, fallback: str | None = None) -> Backbone:
-    """Load a pretrained zoo model in eval mode (chapters 1–7).
+    """Load a pretrained zoo model in eval mode (chapters 1–7 and 9).
 
     ``name`` is one of :data:`NAMES`.  For a torchvision model whose weights are
     not reachable, ``fallback="efficientnet_lite0"`` returns the packaged model
