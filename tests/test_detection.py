@@ -120,6 +120,18 @@ def test_a_frozen_body_stays_frozen_and_its_cached_maps_give_the_same_losses(pho
     assert all(torch.equal(body_before[k], after[k]) for k in body_before)  # BatchNorm statistics too
 
 
+def test_param_groups_give_the_body_its_own_learning_rate(photos):
+    scenes = detection.make_scenes(photos, 2, size=64, seed=0)
+    anchors = detection.anchors_for(scenes)
+    for freeze, expected in ((False, [1e-3, 1e-4]), (True, [1e-3])):
+        detector = detection.build(zoo.architecture("resnet18"), "resnet18", 3, 64, (0.5,) * 3, (0.5,) * 3,
+                                   anchors, freeze_body=freeze)
+        groups = detection.param_groups(detector, head_lr=1e-3, body_lr=1e-4)
+        assert [g["lr"] for g in groups] == expected
+        trainable = sum(p.numel() for p in detector.parameters() if p.requires_grad)
+        assert sum(p.numel() for g in groups for p in g["params"]) == trainable
+
+
 def test_perfect_predictions_score_one_and_outcomes_sort_mistakes(photos):
     scenes = detection.make_scenes(photos, 6, size=96, seed=0)
     perfect = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}
