@@ -33,11 +33,14 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory real-path
 	$(MAKE) --no-print-directory check-book
 
-# ruff over the code (pyproject's [tool.ruff]) and the chapters' code cells,
-# which must fit the book's 80-character code column.
+# ruff's rules and its formatter over the code (pyproject's [tool.ruff]) and the
+# chapters' code cells, which must fit the book's 80-character code column.
+# `ruff format src tests benchmarks tools` and `ruff format --line-length 80 notebooks` fix the layout.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff format --check src tests benchmarks tools
 	$(VENV)/bin/ruff check --line-length 80 notebooks
+	$(VENV)/bin/ruff format --check --line-length 80 notebooks
 
 # The quick part of the unit tests (under a minute); make test runs the slow ones too.
 unit: $(STAMP)

@@ -67,22 +67,45 @@ RESULTS = ROOT / "benchmarks" / "results"
 QUICK_RESULTS = ROOT / "benchmarks" / "out"  # ignored by git and by the book
 SHARED_DATA = ROOT.parent / "shared" / "data"
 NBVAL_OPTIONS = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "notebooks/nbval_sanitize.cfg"]
-SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search", "inference",
-            "pages")
+SECTIONS = ("notebooks", "real_path", "extraction", "frozen_head", "finetune", "vector_search", "inference", "pages")
 REAL_PATH_SCRIPT = "tools/run_real_path.py"
 SEED = 0
 
-FULL = {"extract_images": 128, "extract_batch": 32, "head_per_class": 30, "head_epochs": 15, "head_batch": 32,
-        "finetune_batch": 16, "finetune_warmup": 2, "finetune_batches": {"cpu": 8, "gpu": 20},
-        "inference_photos": 64, "calibration_photos": 30, "latency_runs": 10,
-        "search_sizes": (10**3, 10**4, 10**5, 10**6), "page_photos": 10}
-QUICK = {"extract_images": 32, "extract_batch": 32, "head_per_class": 4, "head_epochs": 2, "head_batch": 32,
-         "finetune_batch": 16, "finetune_warmup": 1, "finetune_batches": {"cpu": 1, "gpu": 2},
-         "inference_photos": 8, "calibration_photos": 3, "latency_runs": 2,
-         "search_sizes": (10**3, 5 * 10**3), "page_photos": 2}
+FULL = {
+    "extract_images": 128,
+    "extract_batch": 32,
+    "head_per_class": 30,
+    "head_epochs": 15,
+    "head_batch": 32,
+    "finetune_batch": 16,
+    "finetune_warmup": 2,
+    "finetune_batches": {"cpu": 8, "gpu": 20},
+    "inference_photos": 64,
+    "calibration_photos": 30,
+    "latency_runs": 10,
+    "search_sizes": (10**3, 10**4, 10**5, 10**6),
+    "page_photos": 10,
+}
+QUICK = {
+    "extract_images": 32,
+    "extract_batch": 32,
+    "head_per_class": 4,
+    "head_epochs": 2,
+    "head_batch": 32,
+    "finetune_batch": 16,
+    "finetune_warmup": 1,
+    "finetune_batches": {"cpu": 1, "gpu": 2},
+    "inference_photos": 8,
+    "calibration_photos": 3,
+    "latency_runs": 2,
+    "search_sizes": (10**3, 5 * 10**3),
+    "page_photos": 2,
+}
 SEARCH = {"dim": 512, "queries": 100, "k": 10, "nprobe": 8}  # 512: ResNet-18's feature size
-RANDOM_WEIGHTS = ("Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
-                  "cannot be downloaded everywhere; speed does not depend on the weight values).")
+RANDOM_WEIGHTS = (
+    "Backbones built by `zoo.architecture` with random weights (the torchvision ImageNet weights "
+    "cannot be downloaded everywhere; speed does not depend on the weight values)."
+)
 
 
 def log(message: str) -> None:
@@ -104,8 +127,9 @@ def cpu_model() -> str:
         pass
     if sys.platform == "darwin":
         try:
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             pass
     return platform.processor() or platform.machine() or "unknown"
@@ -124,10 +148,18 @@ def describe_machine(device) -> dict:
     import torchvision
 
     machine = {
-        "device": device.type, "cpu_model": cpu_model(), "cpu_cores": cpu_cores(),
-        "torch_threads": torch.get_num_threads(), "gpu": None, "gpu_memory_gib": None, "cuda": None,
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
-        "python": platform.python_version(), "platform": platform.platform(terse=True),
+        "device": device.type,
+        "cpu_model": cpu_model(),
+        "cpu_cores": cpu_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": None,
+        "gpu_memory_gib": None,
+        "cuda": None,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -187,11 +219,18 @@ def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
             done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - start
             output = (done.stdout + done.stderr).strip().splitlines()
-            summary = next((line.strip("= ") for line in reversed(output)
-                            if re.search(r"\b(passed|failed|error)", line)), "")
+            summary = next(
+                (line.strip("= ") for line in reversed(output) if re.search(r"\b(passed|failed|error)", line)), ""
+            )
             summary = re.sub(r"\s+in\s+[\d.]+s.*$", "", summary)  # pytest's own timing: not comparable
-            runs.append({"notebook": Path(name).stem, "seconds": round(seconds, 2), "passed": done.returncode == 0,
-                         "summary": summary})
+            runs.append(
+                {
+                    "notebook": Path(name).stem,
+                    "seconds": round(seconds, 2),
+                    "passed": done.returncode == 0,
+                    "summary": summary,
+                }
+            )
             log(f"  {name}: {report.duration(seconds)} ({summary or 'rc ' + str(done.returncode)})")
             if done.returncode != 0:
                 log("\n".join(output[-30:]))
@@ -222,22 +261,39 @@ def time_real_path(names: list[str] | None, budget: str) -> dict | None:
         summary_path = Path(scratch) / "summary.json"
         start = time.perf_counter()
         # The script builds its kernels' environment itself (fallback not forced, its own caches).
-        done = subprocess.run([*command, "--json", str(summary_path)], cwd=ROOT, capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        done = subprocess.run(
+            [*command, "--json", str(summary_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         seconds = time.perf_counter() - start
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
     if summary is None:
         log(f"  {REAL_PATH_SCRIPT} ran no chapter (rc {done.returncode}):")
         log("\n".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
         return None
-    runs = [{"notebook": r["chapter"], "budget": r["budget"], "seconds": r["seconds"], "passed": r["passed"],
-             "notes": r["notes"]} for r in summary["runs"]]
+    runs = [
+        {
+            "notebook": r["chapter"],
+            "budget": r["budget"],
+            "seconds": r["seconds"],
+            "passed": r["passed"],
+            "notes": r["notes"],
+        }
+        for r in summary["runs"]
+    ]
     for run in runs:
-        log(f"  {run['notebook']} [{run['budget']}]: {report.duration(run['seconds'])}"
-            + ("" if run["passed"] else " (failed)"))
+        log(
+            f"  {run['notebook']} [{run['budget']}]: {report.duration(run['seconds'])}"
+            + ("" if run["passed"] else " (failed)")
+        )
     log(f"  whole run: {report.duration(seconds)}")
     if done.returncode != 0:  # the script's own list of what failed
-        log(done.stdout[done.stdout.rfind("\nFAILED:"):].strip() if "\nFAILED:" in done.stdout else done.stdout[-2000:])
+        log(
+            done.stdout[done.stdout.rfind("\nFAILED:") :].strip() if "\nFAILED:" in done.stdout else done.stdout[-2000:]
+        )
     return {
         "command": "python " + " ".join(command[1:]),
         "photos_per_class": summary["photos_per_class"],
@@ -275,8 +331,14 @@ def time_extraction(photos, device, batch_size: int) -> dict:
     runs = []
     for name in zoo.NAMES:
         model = zoo.architecture(name)
-        options = {"name": name, "head_name": head_name(name), "cache": False, "device": device,
-                   "batch_size": batch_size, "progress": False}
+        options = {
+            "name": name,
+            "head_name": head_name(name),
+            "cache": False,
+            "device": device,
+            "batch_size": batch_size,
+            "progress": False,
+        }
         features.extract(model, photos.subset(range(min(4, len(photos)))), transform_for(name), **options)  # warm-up
         synchronize(device)
         start = time.perf_counter()
@@ -314,22 +376,33 @@ def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class:
         times = []
         for attempt in ("cold", "warm"):
             start = time.perf_counter()
-            fs = features.extract(backbone, train_set, cache_dir=cache_dir, batch_size=batch_size,
-                                  device=device, progress=False)
+            fs = features.extract(
+                backbone, train_set, cache_dir=cache_dir, batch_size=batch_size, device=device, progress=False
+            )
             extracted = time.perf_counter()
             heads.fit_linear(fs, epochs=epochs, lr=1e-3, batch_size=batch_size, seed=SEED)
             done = time.perf_counter()
             assert fs.from_cache == (attempt == "warm"), "the feature cache did not behave as expected"
             times.append((extracted - start, done - extracted, done - start))
     (extract_s, head_s, cached), (_, _, warm) = times
-    log(f"  cached: {report.duration(cached)} (extraction {report.duration(extract_s)}), "
-        f"warm cache: {report.duration(warm)}")
+    log(
+        f"  cached: {report.duration(cached)} (extraction {report.duration(extract_s)}), "
+        f"warm cache: {report.duration(warm)}"
+    )
     return {
-        "model": backbone.name, "per_class": per_class, "images": len(train_set), "epochs": epochs,
-        "batch_size": batch_size, "size": 224,
-        "classic_seconds": round(classic, 3), "extract_seconds": round(extract_s, 3), "head_seconds": round(head_s, 3),
-        "cached_seconds": round(cached, 3), "warm_cache_seconds": round(warm, 4),
-        "speedup": round(classic / cached, 2), "warm_speedup": round(classic / warm, 1),
+        "model": backbone.name,
+        "per_class": per_class,
+        "images": len(train_set),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "size": 224,
+        "classic_seconds": round(classic, 3),
+        "extract_seconds": round(extract_s, 3),
+        "head_seconds": round(head_s, 3),
+        "cached_seconds": round(cached, 3),
+        "warm_cache_seconds": round(warm, 4),
+        "speedup": round(classic / cached, 2),
+        "warm_speedup": round(classic / warm, 1),
     }
 
 
@@ -364,14 +437,27 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
         train.fit(model, loader(cut, needed), **options)
         synchronize(device)
         seconds = time.perf_counter() - start
-        runs.append({"model": name, "seconds": round(seconds, 3),
-                     "images_per_s": round(batches * batch_size / seconds, 2)})
+        runs.append(
+            {"model": name, "seconds": round(seconds, 3), "images_per_s": round(batches * batch_size / seconds, 2)}
+        )
         log(f"  {name}: {batches * batch_size / seconds:.1f} training images/s")
         del model, optimizer
-    note = ("chapter 3's GPU setting, FULL_BUDGET = True" if size == 224 and device.type != "cpu"
-            else "chapter 3's CPU setting" if size == 112 else "set with --finetune-size")
-    return {"size": size, "batch_size": batch_size, "warmup_batches": warmup, "batches": batches,
-            "size_note": note, "weights": RANDOM_WEIGHTS, "runs": runs}
+    note = (
+        "chapter 3's GPU setting, FULL_BUDGET = True"
+        if size == 224 and device.type != "cpu"
+        else "chapter 3's CPU setting"
+        if size == 112
+        else "set with --finetune-size"
+    )
+    return {
+        "size": size,
+        "batch_size": batch_size,
+        "warmup_batches": warmup,
+        "batches": batches,
+        "size_note": note,
+        "weights": RANDOM_WEIGHTS,
+        "runs": runs,
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -398,14 +484,23 @@ def time_vector_search(sizes) -> dict:
     # The vectors, the index's copy of them and the generator's working memory.
     fitting = [n for n in sizes if free is None or 3 * 4 * n * SEARCH["dim"] < free]
     for n in sorted(set(sizes) - set(fitting)):
-        log(f"  N={n:,} left out: {3 * 4 * n * SEARCH['dim'] / 2**30:.1f} GiB needed, "
-            f"{free / 2**30:.1f} GiB available")
-    rows = vector_index.scaling_sweep(fitting, dim=SEARCH["dim"], queries=SEARCH["queries"], k=SEARCH["k"],
-                                      nprobe=SEARCH["nprobe"], seed=SEED, log=log)
-    return {**SEARCH, "data": "synthetic unit-length vectors around N/100 random centres "
-                              "(`vector_index.synthetic_features`)",
-            "runs": [{key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")}
-                     for row in rows]}
+        log(f"  N={n:,} left out: {3 * 4 * n * SEARCH['dim'] / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB available")
+    rows = vector_index.scaling_sweep(
+        fitting,
+        dim=SEARCH["dim"],
+        queries=SEARCH["queries"],
+        k=SEARCH["k"],
+        nprobe=SEARCH["nprobe"],
+        seed=SEED,
+        log=log,
+    )
+    return {
+        **SEARCH,
+        "data": "synthetic unit-length vectors around N/100 random centres (`vector_index.synthetic_features`)",
+        "runs": [
+            {key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")} for row in rows
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -429,14 +524,22 @@ def time_inference(photos, calibration, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         for name in INFERENCE_MODELS:
             architecture = zoo.architecture(name).eval()
-            backbone = zoo.Backbone(name=name, requested=name, model=architecture, transforms=transform_for(name),
-                                    categories=[], source=f"{name} with random weights", head_name=head_name(name))
+            backbone = zoo.Backbone(
+                name=name,
+                requested=name,
+                model=architecture,
+                transforms=transform_for(name),
+                categories=[],
+                source=f"{name} with random weights",
+                head_name=head_name(name),
+            )
             head = nn.Linear(architecture.get_submodule(head_name(name)).in_features, 3).eval()
             trained = classifier.Classifier(backbone, head, ["cats", "dogs", "panda"])
             files = {"fp32": export.to_onnx(trained, Path(folder) / f"{name}.onnx")}
             files["dynamic int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-dynamic.onnx", "dynamic")
-            files["static int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-static.onnx", "static",
-                                                   calibration_photos=calibration.files)
+            files["static int8"] = export.quantize(
+                files["fp32"], Path(folder) / f"{name}-static.onnx", "static", calibration_photos=calibration.files
+            )
             batch = onnx_inference.OnnxClassifier(files["fp32"]).batch(photos.files)
             model = trained.model()
             state = Path(folder) / f"{name}.pt"
@@ -447,17 +550,34 @@ def time_inference(photos, calibration, runs: int) -> dict:
                     return model(torch.from_numpy(x)).numpy()
 
             runners = {"PyTorch": (state, torch_logits)}
-            runners.update({f"ONNX {variant}": (path, onnx_inference.OnnxClassifier(path, threads=1).logits)
-                            for variant, path in files.items()})
+            runners.update(
+                {
+                    f"ONNX {variant}": (path, onnx_inference.OnnxClassifier(path, threads=1).logits)
+                    for variant, path in files.items()
+                }
+            )
             with runtime.threads(1):
                 for variant, (path, logits) in runners.items():
                     _, per_second = speed.run_in_batches(logits, np.asarray(batch), batch_size=32)
                     latency = speed.latency(logits, batch[:1], repeats=runs)
-                    results.append({"model": name, "variant": variant, "size_mb": round(path.stat().st_size / 1e6, 2),
-                                    "latency_ms": round(1e3 * latency, 2), "images_per_s": round(per_second, 2)})
+                    results.append(
+                        {
+                            "model": name,
+                            "variant": variant,
+                            "size_mb": round(path.stat().st_size / 1e6, 2),
+                            "latency_ms": round(1e3 * latency, 2),
+                            "images_per_s": round(per_second, 2),
+                        }
+                    )
                     log(f"  {name} {variant}: {1e3 * latency:.1f} ms at batch 1, {per_second:.1f} images/s")
-    return {"photos": len(photos), "calibration_photos": len(calibration), "threads": 1, "batch_size": 32,
-            "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"), "runs": results}
+    return {
+        "photos": len(photos),
+        "calibration_photos": len(calibration),
+        "threads": 1,
+        "batch_size": 32,
+        "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"),
+        "runs": results,
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -468,8 +588,15 @@ def time_inference(photos, calibration, runs: int) -> dict:
 BOOK_HTML = ROOT / "_build" / "html"
 PAGE_MANIFEST = BOOK_HTML / "_static" / "page-assets" / "manifest.js"  # tools/build_page_assets.py
 CHROMIUM = os.environ.get("TLBOOK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # as tests/browser
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]  # as tests/browser
 PAGE_TIMEOUT_MS = 120_000  # one photo, the model load included
 TEACH_PER_CLASS = 5  # chapter 4's teaching tool: photos per class (15 for the three animals)
 TEACH_LABEL = report.TEACH_LABEL  # how a failure of the teaching tool is named in pages.failed
@@ -579,8 +706,9 @@ def _act(page, root, action, what: str, timeout_ms: int = PAGE_TIMEOUT_MS) -> No
     status = root.locator(".tlbook-status")
     status.evaluate("el => { el.className = 'tlbook-status'; }")
     action()
-    page.wait_for_function("el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(),
-                           timeout=timeout_ms)
+    page.wait_for_function(
+        "el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(), timeout=timeout_ms
+    )
     if "tlbook-done" not in (status.get_attribute("class") or ""):
         raise PageProblem(f"{what}: {status.inner_text().strip()}")
 
@@ -597,8 +725,12 @@ def _fresh_page(browser, base: str, path: str):
     outside, errors = [], []
     try:
         page = context.new_page()
-        page.on("request", lambda request: outside.append(request.url)
-                if not request.url.startswith((base, "data:", "blob:")) else None)
+        page.on(
+            "request",
+            lambda request: (
+                outside.append(request.url) if not request.url.startswith((base, "data:", "blob:")) else None
+            ),
+        )
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{base}/{path}", wait_until="load")
         page.wait_for_function("window.tlbookLive && window.tlbookLive.ready", timeout=30_000)
@@ -628,12 +760,18 @@ def time_page_task(browser, base: str, path: str, index: int, task: str, photos:
         live = page.evaluate("({loads: window.tlbookLive.loads, timings: window.tlbookLive.timings})")
     timings = [t["ms"] for t in live["timings"] if t["task"] == task]
     if len(timings) != 1 + len(photos) or task not in live["loads"]:
-        raise PageProblem(f"tlbookLive recorded {len(timings)} answers for {1 + len(photos)} photos "
-                          f"and loads of {sorted(live['loads'])}")
+        raise PageProblem(
+            f"tlbookLive recorded {len(timings)} answers for {1 + len(photos)} photos "
+            f"and loads of {sorted(live['loads'])}"
+        )
     # In the page: from the change event to the answer on the page; Playwright's own wait only as a fallback.
     first = watch["end"] - watch["start"] if watch and watch.get("start") is not None and watch.get("end") else wall_ms
-    return {"load_ms": round(live["loads"][task], 1), "first_answer_ms": round(first, 1),
-            "first_answer_after_load_ms": round(timings[0], 1), "answer_ms": round(statistics.median(timings[1:]), 1)}
+    return {
+        "load_ms": round(live["loads"][task], 1),
+        "first_answer_ms": round(first, 1),
+        "first_answer_after_load_ms": round(timings[0], 1),
+        "answer_ms": round(statistics.median(timings[1:]), 1),
+    }
 
 
 def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> dict:
@@ -645,11 +783,18 @@ def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> di
     added = [t["ms"] for t in timings if t.get("photos") == photos and "ms" in t]
     queries = [t["ms"] for t in timings if t.get("query") and "ms" in t]
     if len(added) != 1 or not queries or load_ms is None:
-        raise PageProblem(f"tlbookLive.teach recorded {len(added)} entries for {photos} photos and "
-                          f"{len(queries)} answer(s)" + ("" if load_ms is not None else ", and no backbone load"))
+        raise PageProblem(
+            f"tlbookLive.teach recorded {len(added)} entries for {photos} photos and "
+            f"{len(queries)} answer(s)" + ("" if load_ms is not None else ", and no backbone load")
+        )
     last, first = round(added[0], 1), round(queries[0], 1)
-    return {"load_ms": round(load_ms, 1), "photos": photos, "last_photo_ms": last, "first_answer_ms": first,
-            "seconds": round((last + first) / 1e3, 3)}
+    return {
+        "load_ms": round(load_ms, 1),
+        "photos": photos,
+        "last_photo_ms": last,
+        "first_answer_ms": first,
+        "seconds": round((last + first) / 1e3, 3),
+    }
 
 
 def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, list[Path]], query: Path) -> dict:
@@ -688,12 +833,22 @@ def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, lis
             if not files:
                 continue
             chooser = rows.nth(i).locator("input.tlbook-class-photos")
-            _act(page, root, lambda chooser=chooser, files=files: chooser.set_input_files([str(f) for f in files]),
-                 f"adding {len(files)} photo(s) to {names[i]!r}", PAGE_TIMEOUT_MS * len(files))
-        _act(page, root, lambda: root.locator("input.tlbook-query").set_input_files(str(query)),
-             f"classifying {query.name}")
-        live = page.evaluate("({load: window.tlbookLive.loads.backbone ?? null,"
-                             " timings: (window.tlbookLive.teach || {}).timings || []})")
+            _act(
+                page,
+                root,
+                lambda chooser=chooser, files=files: chooser.set_input_files([str(f) for f in files]),
+                f"adding {len(files)} photo(s) to {names[i]!r}",
+                PAGE_TIMEOUT_MS * len(files),
+            )
+        _act(
+            page,
+            root,
+            lambda: root.locator("input.tlbook-query").set_input_files(str(query)),
+            f"classifying {query.name}",
+        )
+        live = page.evaluate(
+            "({load: window.tlbookLive.loads.backbone ?? null, timings: (window.tlbookLive.teach || {}).timings || []})"
+        )
     return teach_numbers(live["timings"], live["load"], total)
 
 
@@ -743,12 +898,20 @@ def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None)
                     log(f"  {chapter} ({task}): no answer: {failed[-1]}")
                     continue
                 what = pages.UPLOAD_TASKS.get(task, task).split(": ", 1)[-1]
-                runs.append({"chapter": chapter, "task": task, "what": what,
-                             "bytes": manifest["tasks"][task]["bytes"],
-                             **{key: timed[key] for key in ("load_ms", "first_answer_ms", "answer_ms")}})
-                log(f"  {chapter} ({task}): model loaded in {timed['load_ms']:.0f} ms, first photo "
+                runs.append(
+                    {
+                        "chapter": chapter,
+                        "task": task,
+                        "what": what,
+                        "bytes": manifest["tasks"][task]["bytes"],
+                        **{key: timed[key] for key in ("load_ms", "first_answer_ms", "answer_ms")},
+                    }
+                )
+                log(
+                    f"  {chapter} ({task}): model loaded in {timed['load_ms']:.0f} ms, first photo "
                     f"{timed['first_answer_ms']:.0f} ms with the load ({timed['first_answer_after_load_ms']:.0f} ms "
-                    f"after it), then {timed['answer_ms']:.0f} ms per photo (median of {len(photos)})")
+                    f"after it), then {timed['answer_ms']:.0f} ms per photo (median of {len(photos)})"
+                )
             if teacher:
                 chapter, path, index = teacher
                 try:
@@ -757,14 +920,23 @@ def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None)
                     failed.append(f"{chapter} ({TEACH_LABEL}): {str(error).strip().splitlines()[0]}")
                     log(f"  {failed[-1]}")
                 else:
-                    log(f"  {chapter} ({TEACH_LABEL}): backbone loaded in {teach['load_ms']:.0f} ms; photo "
+                    log(
+                        f"  {chapter} ({TEACH_LABEL}): backbone loaded in {teach['load_ms']:.0f} ms; photo "
                         f"{teach['photos']} learnt in {teach['last_photo_ms']:.0f} ms, first answer in "
                         f"{teach['first_answer_ms']:.0f} ms: {teach['seconds']:.2f} s from the last photo added "
-                        f"to the first answer")
+                        f"to the first answer"
+                    )
         finally:
             browser.close()
-    return {"browser": f"Chromium {version}", "backbone": manifest["backbone"]["label"], "photos": len(photos),
-            "runtime_bytes": manifest["runtime"]["bytes"], "failed": failed, "runs": runs, "teach": teach}
+    return {
+        "browser": f"Chromium {version}",
+        "backbone": manifest["backbone"]["label"],
+        "photos": len(photos),
+        "runtime_bytes": manifest["runtime"]["bytes"],
+        "failed": failed,
+        "runs": runs,
+        "teach": teach,
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -778,26 +950,47 @@ def _shown(path: Path) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Results: benchmarks/results/<machine-tag>.{json,md} and index.md.")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny run to test the script: chapter 1 only, a few photos, batches and epochs; "
-                             "written to benchmarks/out/ unless --out is given")
-    parser.add_argument("--out", type=Path, help="folder for the result files (default: benchmarks/results, "
-                                                 "or benchmarks/out with --quick)")
-    parser.add_argument("--skip", action="append", default=[], choices=SECTIONS,
-                        help="leave a measurement out (repeatable)")
-    parser.add_argument("--notebooks", nargs="+", metavar="NB",
-                        help="time only these chapters (e.g. 01_pretrained_inference); the notebook budget is then "
-                             "not checked")
-    parser.add_argument("--cold-cache", action="store_true",
-                        help="run the chapters with a fresh, empty feature cache instead of the default one")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Results: benchmarks/results/<machine-tag>.{json,md} and index.md.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run to test the script: chapter 1 only, a few photos, batches and epochs; "
+        "written to benchmarks/out/ unless --out is given",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the result files (default: benchmarks/results, or benchmarks/out with --quick)",
+    )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=SECTIONS, help="leave a measurement out (repeatable)"
+    )
+    parser.add_argument(
+        "--notebooks",
+        nargs="+",
+        metavar="NB",
+        help="time only these chapters (e.g. 01_pretrained_inference); the notebook budget is then not checked",
+    )
+    parser.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="run the chapters with a fresh, empty feature cache instead of the default one",
+    )
     parser.add_argument("--device", help="torch device to measure on (default: the one the book picks)")
-    parser.add_argument("--finetune-size", type=int,
-                        help="fine-tuning resolution (default: 112 px on a CPU, 224 px on a GPU, as chapter 3)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="measure nothing; re-render every <tag>.md and index.md from the JSON files in the folder")
+    parser.add_argument(
+        "--finetune-size",
+        type=int,
+        help="fine-tuning resolution (default: 112 px on a CPU, 224 px on a GPU, as chapter 3)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing; re-render every <tag>.md and index.md from the JSON files in the folder",
+    )
     return parser.parse_args(argv)
 
 
@@ -821,12 +1014,20 @@ def main(argv=None) -> int:
     machine = describe_machine(device)
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     command = "benchmarks/run.py" + ("".join(" " + a for a in (argv if argv is not None else sys.argv[1:])))
-    result = {"format": report.FORMAT, "tag": report.machine_tag(machine), "quick": args.quick,
-              "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "command": command, "machine": machine,
-              "settings": {"amp": device.type == "cuda", "channels_last": device.type == "cuda"}}
+    result = {
+        "format": report.FORMAT,
+        "tag": report.machine_tag(machine),
+        "quick": args.quick,
+        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command,
+        "machine": machine,
+        "settings": {"amp": device.type == "cuda", "channels_last": device.type == "cuda"},
+    }
     result.update({section: None for section in SECTIONS})
-    log(f"Benchmarking on {result['tag']} ({machine['cpu_model']}, {machine['cpu_cores']} cores"
-        f"{', ' + machine['gpu'] if machine['gpu'] else ''}), {'quick' if args.quick else 'full'} run")
+    log(
+        f"Benchmarking on {result['tag']} ({machine['cpu_model']}, {machine['cpu_cores']} cores"
+        f"{', ' + machine['gpu'] if machine['gpu'] else ''}), {'quick' if args.quick else 'full'} run"
+    )
 
     if "notebooks" not in args.skip:
         names = chapters()
@@ -839,8 +1040,9 @@ def main(argv=None) -> int:
         elif args.quick:
             names = names[:1]
         log(f"[1/8] chapters under pytest --nbval ({len(names)})")
-        result["notebooks"] = time_notebooks(names, complete=names == chapters() and not args.quick,
-                                             cold_cache=args.cold_cache)
+        result["notebooks"] = time_notebooks(
+            names, complete=names == chapters() and not args.quick, cold_cache=args.cold_cache
+        )
 
     if "real_path" not in args.skip:
         names = None
@@ -849,8 +1051,10 @@ def main(argv=None) -> int:
         elif args.quick:
             names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
-        log(f"[2/8] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
-            f" chapter(s), budget {budget})")
+        log(
+            f"[2/8] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+            f" chapter(s), budget {budget})"
+        )
         result["real_path"] = time_real_path(names, budget)
 
     animals = data.scan(data.locate())
@@ -861,16 +1065,19 @@ def main(argv=None) -> int:
         log(f"[3/8] feature extraction, {len(photos)} photos")
         result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
-        train_set = data.per_class(data.split(animals, val=0.15, test=0.15, seed=SEED)["train"],
-                                   sizes["head_per_class"], seed=SEED)
+        train_set = data.per_class(
+            data.split(animals, val=0.15, test=0.15, seed=SEED)["train"], sizes["head_per_class"], seed=SEED
+        )
         log(f"[4/8] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
-        result["frozen_head"] = time_frozen_head(train_set, device, sizes["head_epochs"], sizes["head_batch"],
-                                                 sizes["head_per_class"])
+        result["frozen_head"] = time_frozen_head(
+            train_set, device, sizes["head_epochs"], sizes["head_batch"], sizes["head_per_class"]
+        )
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
         log(f"[5/8] full fine-tuning at {size} px")
-        result["finetune"] = time_finetune(photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"],
-                                           sizes["finetune_batches"][kind])
+        result["finetune"] = time_finetune(
+            photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"], sizes["finetune_batches"][kind]
+        )
 
     if "vector_search" not in args.skip:
         log(f"[6/8] vector search, exact against faiss IVF, {SEARCH['dim']} features")
@@ -879,8 +1086,9 @@ def main(argv=None) -> int:
     if "inference" not in args.skip:
         split = data.split(animals, val=0.15, test=0.15, seed=SEED)
         test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / len(animals.classes)), seed=SEED)
-        calibration = data.per_class(split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)),
-                                     seed=SEED)
+        calibration = data.per_class(
+            split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)), seed=SEED
+        )
         log(f"[7/8] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
         result["inference"] = time_inference(test, calibration, sizes["latency_runs"])
 
@@ -889,17 +1097,23 @@ def main(argv=None) -> int:
         split = data.split(animals, val=0.15, test=0.15, seed=SEED)
         chosen = data.per_class(split["test"], math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
         taught = data.per_class(split["train"], TEACH_PER_CLASS, seed=SEED)
-        lessons = {name: [Path(f) for f, label in zip(taught.files, taught.labels) if label == c]
-                   for c, name in enumerate(taught.classes)}
-        log(f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page, "
-            f"and chapter 4's teaching tool learning {len(taught)} photos")
+        lessons = {
+            name: [Path(f) for f, label in zip(taught.files, taught.labels) if label == c]
+            for c, name in enumerate(taught.classes)
+        }
+        log(
+            f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page, "
+            f"and chapter 4's teaching tool learning {len(taught)} photos"
+        )
         result["pages"] = time_pages([Path(f) for f in chosen.files], lessons)
 
     result["budgets"] = report.budgets(result)
     paths = report.write(result, out)
     for budget in result["budgets"]:
-        log(f"{budget['name']}: {budget['measured']} — {budget['verdict']}"
-            + (f" ({budget['note']})" if budget["note"] else ""))
+        log(
+            f"{budget['name']}: {budget['measured']} — {budget['verdict']}"
+            + (f" ({budget['note']})" if budget["note"] else "")
+        )
     log("wrote " + ", ".join(_shown(p) for p in paths))
     return 0
 

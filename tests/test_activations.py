@@ -20,8 +20,10 @@ def lite0():
     return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=3).eval()
 
 
-@pytest.mark.parametrize("build, k, start", [(resnet, 1, "layer4"), (resnet, 2, "layer3"), (resnet, 0, "fc"),
-                                             (lite0, 1, "conv_head"), (lite0, 2, "blocks.6")])
+@pytest.mark.parametrize(
+    "build, k, start",
+    [(resnet, 1, "layer4"), (resnet, 2, "layer3"), (resnet, 0, "fc"), (lite0, 1, "conv_head"), (lite0, 2, "blocks.6")],
+)
 @pytest.mark.slow
 def test_the_top_on_cached_activations_gives_the_network_s_outputs(build, k, start):
     net = build()

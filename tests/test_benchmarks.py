@@ -30,34 +30,78 @@ report = _load_report()
 def fabricated(device: str = "cpu", quick: bool = False) -> dict:
     """A complete, well-formed result with made-up numbers."""
     machine = {
-        "device": device, "cpu_model": "Example CPU @ 2.0GHz", "cpu_cores": 2, "torch_threads": 2,
-        "gpu": None, "gpu_memory_gib": None, "cuda": None, "torch": "2.9.0", "torchvision": "0.24.0",
-        "timm": "1.0.20", "python": "3.11.7", "platform": "Linux-6.1-x86_64",
+        "device": device,
+        "cpu_model": "Example CPU @ 2.0GHz",
+        "cpu_cores": 2,
+        "torch_threads": 2,
+        "gpu": None,
+        "gpu_memory_gib": None,
+        "cuda": None,
+        "torch": "2.9.0",
+        "torchvision": "0.24.0",
+        "timm": "1.0.20",
+        "python": "3.11.7",
+        "platform": "Linux-6.1-x86_64",
     }
     if device == "cuda":
         machine.update(gpu="NVIDIA H100 80GB HBM3", gpu_memory_gib=79.1, cuda="12.8", cpu_cores=16, torch_threads=16)
     result = {
-        "format": report.FORMAT, "tag": report.machine_tag(machine), "quick": quick,
-        "date": "2026-01-02T03:04:05Z", "command": "benchmarks/run.py", "machine": machine,
+        "format": report.FORMAT,
+        "tag": report.machine_tag(machine),
+        "quick": quick,
+        "date": "2026-01-02T03:04:05Z",
+        "command": "benchmarks/run.py",
+        "machine": machine,
         "notebooks": {
             "command": "python -m pytest -q --nbval notebooks/<chapter>.ipynb",
-            "feature_cache": {"where": "the default user cache", "files_before": 5, "files_written": 0,
-                              "state": "warm"},
-            "runs": [{"notebook": f"0{i}_chapter", "seconds": 100.0 + i, "passed": True, "summary": "20 passed"}
-                     for i in range(1, 5)],
-            "complete": not quick, "total_seconds": 410.0,
+            "feature_cache": {
+                "where": "the default user cache",
+                "files_before": 5,
+                "files_written": 0,
+                "state": "warm",
+            },
+            "runs": [
+                {"notebook": f"0{i}_chapter", "seconds": 100.0 + i, "passed": True, "summary": "20 passed"}
+                for i in range(1, 5)
+            ],
+            "complete": not quick,
+            "total_seconds": 410.0,
         },
-        "extraction": {"images": 128, "size": 224, "batch_size": 32, "weights": "Random weights.",
-                       "runs": [{"model": m, "seconds": 10.0, "images_per_s": 12.8}
-                                for m in ("resnet18", "vgg16", "efficientnet_lite0")]},
-        "frozen_head": {"model": "efficientnet_lite0", "per_class": 30, "images": 90, "epochs": 15, "batch_size": 32,
-                        "size": 224, "classic_seconds": 120.0, "extract_seconds": 8.0, "head_seconds": 0.05,
-                        "cached_seconds": 8.05, "warm_cache_seconds": 0.2, "speedup": 14.91, "warm_speedup": 600.0},
-        "finetune": {"size": 112, "batch_size": 16, "warmup_batches": 2, "batches": 8,
-                     "size_note": "chapter 3's CPU setting",
-                     "weights": "Random weights.",
-                     "runs": [{"model": m, "seconds": 20.0, "images_per_s": 6.4}
-                              for m in ("resnet18", "vgg16", "efficientnet_lite0")]},
+        "extraction": {
+            "images": 128,
+            "size": 224,
+            "batch_size": 32,
+            "weights": "Random weights.",
+            "runs": [
+                {"model": m, "seconds": 10.0, "images_per_s": 12.8} for m in ("resnet18", "vgg16", "efficientnet_lite0")
+            ],
+        },
+        "frozen_head": {
+            "model": "efficientnet_lite0",
+            "per_class": 30,
+            "images": 90,
+            "epochs": 15,
+            "batch_size": 32,
+            "size": 224,
+            "classic_seconds": 120.0,
+            "extract_seconds": 8.0,
+            "head_seconds": 0.05,
+            "cached_seconds": 8.05,
+            "warm_cache_seconds": 0.2,
+            "speedup": 14.91,
+            "warm_speedup": 600.0,
+        },
+        "finetune": {
+            "size": 112,
+            "batch_size": 16,
+            "warmup_batches": 2,
+            "batches": 8,
+            "size_note": "chapter 3's CPU setting",
+            "weights": "Random weights.",
+            "runs": [
+                {"model": m, "seconds": 20.0, "images_per_s": 6.4} for m in ("resnet18", "vgg16", "efficientnet_lite0")
+            ],
+        },
     }
     result["budgets"] = report.budgets(result)
     return result
@@ -87,18 +131,21 @@ def test_skipped_measurements_are_null():
     assert verdicts(result)[0] == "not checked"
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda r: r.pop("machine"), "machine is missing"),
-    (lambda r: r.update(format=99), "format"),
-    (lambda r: r.update(date="2 January 2026"), "date"),
-    (lambda r: r.update(tag="laptop"), "does not match"),
-    (lambda r: r.pop("extraction"), "extraction is missing"),
-    (lambda r: r["frozen_head"].update(speedup="fast"), "frozen_head.speedup"),
-    (lambda r: r["notebooks"]["runs"][0].update(passed="yes"), "notebooks.runs[0].passed"),
-    (lambda r: r["notebooks"]["feature_cache"].update(state="lukewarm"), "feature_cache.state"),
-    (lambda r: r["machine"].update(cpu_cores=True), "machine.cpu_cores"),
-    (lambda r: r["budgets"][0].update(verdict="ok"), "verdict"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda r: r.pop("machine"), "machine is missing"),
+        (lambda r: r.update(format=99), "format"),
+        (lambda r: r.update(date="2 January 2026"), "date"),
+        (lambda r: r.update(tag="laptop"), "does not match"),
+        (lambda r: r.pop("extraction"), "extraction is missing"),
+        (lambda r: r["frozen_head"].update(speedup="fast"), "frozen_head.speedup"),
+        (lambda r: r["notebooks"]["runs"][0].update(passed="yes"), "notebooks.runs[0].passed"),
+        (lambda r: r["notebooks"]["feature_cache"].update(state="lukewarm"), "feature_cache.state"),
+        (lambda r: r["machine"].update(cpu_cores=True), "machine.cpu_cores"),
+        (lambda r: r["budgets"][0].update(verdict="ok"), "verdict"),
+    ],
+)
 def test_malformed_results_are_named(breakage, message):
     result = fabricated()
     breakage(result)
@@ -110,8 +157,11 @@ def test_machine_tags():
     assert report.machine_tag(fabricated()["machine"]) == "cpu-2cores"
     assert report.machine_tag(fabricated("cuda")["machine"]) == "cuda-nvidia-h100"
     gpu = dict(fabricated("cuda")["machine"])
-    for name, tag in [("Tesla T4", "cuda-tesla-t4"), ("NVIDIA A100-SXM4-40GB", "cuda-nvidia-a100"),
-                      ("NVIDIA GeForce RTX 4090", "cuda-nvidia-geforce-rtx-4090")]:
+    for name, tag in [
+        ("Tesla T4", "cuda-tesla-t4"),
+        ("NVIDIA A100-SXM4-40GB", "cuda-nvidia-a100"),
+        ("NVIDIA GeForce RTX 4090", "cuda-nvidia-geforce-rtx-4090"),
+    ]:
         gpu["gpu"] = name
         assert report.machine_tag(gpu) == tag
     assert all(re.fullmatch(r"[a-z0-9-]+", report.machine_tag(m)) for m in (gpu, fabricated()["machine"]))
@@ -174,11 +224,20 @@ def test_other_machines_are_told_apart_from_the_reference():
 def with_real_path(quick: bool = False, seconds: float = 30.0) -> dict:
     """A fabricated result with the real-path entry (every chapter, both budgets)."""
     result = fabricated(quick=quick)
-    runs = [{"notebook": f"0{i}_chapter", "budget": budget, "seconds": seconds, "passed": True, "notes": i}
-            for budget in ("cpu", "full") for i in range(1, 5)]
-    result["real_path"] = {"command": "python tools/run_real_path.py --budget both", "photos_per_class": 16,
-                           "budgets": ["cpu", "full"], "setup_seconds": 5.0, "runs": runs, "complete": not quick,
-                           "total_seconds": 5.0 + seconds * len(runs)}
+    runs = [
+        {"notebook": f"0{i}_chapter", "budget": budget, "seconds": seconds, "passed": True, "notes": i}
+        for budget in ("cpu", "full")
+        for i in range(1, 5)
+    ]
+    result["real_path"] = {
+        "command": "python tools/run_real_path.py --budget both",
+        "photos_per_class": 16,
+        "budgets": ["cpu", "full"],
+        "setup_seconds": 5.0,
+        "runs": runs,
+        "complete": not quick,
+        "total_seconds": 5.0 + seconds * len(runs),
+    }
     result["budgets"] = report.budgets(result)
     return result
 
@@ -257,8 +316,14 @@ def _tables(markdown: str) -> list[list[list[str]]]:
 def test_markdown_has_every_section_and_well_formed_tables():
     text = report.render_markdown(fabricated())
     assert text.startswith("# Benchmarks on `cpu-2cores`\n")
-    for heading in ("## Machine", "## Budgets", "## Chapters under `pytest --nbval`", "## Feature extraction",
-                    "## Frozen backbone, trained head: two ways", "## Full fine-tuning"):
+    for heading in (
+        "## Machine",
+        "## Budgets",
+        "## Chapters under `pytest --nbval`",
+        "## Feature extraction",
+        "## Frozen backbone, trained head: two ways",
+        "## Full fine-tuning",
+    ):
         assert f"\n{heading}\n" in text
     tables = _tables(text)
     assert len(tables) == 6
@@ -271,8 +336,11 @@ def test_markdown_states_hardware_budgets_and_cache_plainly():
     text = report.render_markdown(fabricated())
     assert "Example CPU @ 2.0GHz, 2 cores" in text and "PyTorch 2.9.0" in text and "2026-01-02" in text
     budgets = {row[0]: row for row in _tables(text)[1][1:]}
-    assert budgets["All chapters under pytest --nbval"][1:] == ["≤ 10 minutes on 2 CPU cores, ≤ 2 minutes each",
-                                                               "6 min 50 s (410 s) for 4 chapters", "**met**"]
+    assert budgets["All chapters under pytest --nbval"][1:] == [
+        "≤ 10 minutes on 2 CPU cores, ≤ 2 minutes each",
+        "6 min 50 s (410 s) for 4 chapters",
+        "**met**",
+    ]
     assert budgets["Frozen head: cached features vs. the classic loop"][3] == "**met**"
     assert "14.9×" in budgets["Frozen head: cached features vs. the classic loop"][2]
     assert "**warm**" in text and "no cache file was written" in text
@@ -296,10 +364,13 @@ def test_markdown_says_not_met_and_quick():
     assert "| **not met** |" in report.render_markdown(result)
 
 
-@pytest.mark.parametrize("cache, words", [
-    ({"files_before": 0, "files_written": 4, "state": "cold"}, "**cold**"),
-    ({"files_before": 3, "files_written": 2, "state": "partly warm"}, "**partly warm**"),
-])
+@pytest.mark.parametrize(
+    "cache, words",
+    [
+        ({"files_before": 0, "files_written": 4, "state": "cold"}, "**cold**"),
+        ({"files_before": 3, "files_written": 2, "state": "partly warm"}, "**partly warm**"),
+    ],
+)
 def test_markdown_states_a_cold_cache(cache, words):
     result = fabricated()
     result["notebooks"]["feature_cache"].update(cache)
@@ -360,9 +431,11 @@ def test_committed_results_are_well_formed():
         assert report.validate(result) == [], path.name
         assert path.stem == result["tag"]
         assert (RESULTS / f"{path.stem}.md").read_text() == report.render_markdown(result), (
-            f"{path.stem}.md differs from its JSON: run `python benchmarks/run.py --render-only` after editing")
+            f"{path.stem}.md differs from its JSON: run `python benchmarks/run.py --render-only` after editing"
+        )
     assert (RESULTS / "index.md").read_text() == report.render_index(report.load_results(RESULTS)), (
-        "benchmarks/results/index.md is stale: run `python benchmarks/run.py --render-only`")
+        "benchmarks/results/index.md is stale: run `python benchmarks/run.py --render-only`"
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -373,9 +446,22 @@ def test_committed_results_are_well_formed():
 def with_vector_search(result: dict) -> dict:
     result = copy.deepcopy(result)
     result["vector_search"] = {
-        "dim": 512, "queries": 100, "k": 10, "nprobe": 8, "data": "synthetic vectors",
-        "runs": [{"n": n, "exact_ms": 0.01 * n ** 0.5, "approx_ms": 0.05, "build_s": 1e-5 * n, "nlist": int(n ** 0.5),
-                  "recall": 0.99} for n in (1000, 1000000)],
+        "dim": 512,
+        "queries": 100,
+        "k": 10,
+        "nprobe": 8,
+        "data": "synthetic vectors",
+        "runs": [
+            {
+                "n": n,
+                "exact_ms": 0.01 * n**0.5,
+                "approx_ms": 0.05,
+                "build_s": 1e-5 * n,
+                "nlist": int(n**0.5),
+                "recall": 0.99,
+            }
+            for n in (1000, 1000000)
+        ],
     }
     return result
 
@@ -415,16 +501,26 @@ def test_vector_search_leaves_out_sizes_that_do_not_fit(monkeypatch):
     result = fabricated()
     result["vector_search"] = section
     assert report.validate(result) == []
+
+
 def test_chapter_7_inference_table_is_optional_validated_and_rendered():
     result = fabricated()
     assert "inference" not in result and report.validate(result) == []  # results from before it stay valid
     result["inference"] = {
-        "photos": 64, "calibration_photos": 30, "threads": 1, "batch_size": 32, "weights": "Random weights.",
-        "runs": [{"model": "efficientnet_lite0", "variant": variant, "size_mb": size, "latency_ms": ms,
-                  "images_per_s": rate}
-                 for variant, size, ms, rate in (("PyTorch", 13.8, 48.9, 16.3), ("ONNX fp32", 13.5, 19.6, 39.0),
-                                                 ("ONNX dynamic int8", 3.5, 50.9, 15.7),
-                                                 ("ONNX static int8", 3.6, 8.3, 108.1))],
+        "photos": 64,
+        "calibration_photos": 30,
+        "threads": 1,
+        "batch_size": 32,
+        "weights": "Random weights.",
+        "runs": [
+            {"model": "efficientnet_lite0", "variant": variant, "size_mb": size, "latency_ms": ms, "images_per_s": rate}
+            for variant, size, ms, rate in (
+                ("PyTorch", 13.8, 48.9, 16.3),
+                ("ONNX fp32", 13.5, 19.6, 39.0),
+                ("ONNX dynamic int8", 3.5, 50.9, 15.7),
+                ("ONNX static int8", 3.6, 8.3, 108.1),
+            )
+        ],
     }
     assert report.validate(result) == []
     text = report.render_markdown(result)
@@ -439,18 +535,37 @@ def test_chapter_7_inference_table_is_optional_validated_and_rendered():
 # --------------------------------------------------------------------------- #
 
 
-PAGE_TASKS = [("01_pretrained_inference", "imagenet", 85.0), ("04_cats_dogs_pandas", "animals-cam", 120.0),
-              ("06_features_without_training", "search", 140.0), ("07_shipping_the_model", "classifier", 40.0)]
+PAGE_TASKS = [
+    ("01_pretrained_inference", "imagenet", 85.0),
+    ("04_cats_dogs_pandas", "animals-cam", 120.0),
+    ("06_features_without_training", "search", 140.0),
+    ("07_shipping_the_model", "classifier", 40.0),
+]
 
 
 def with_pages(quick: bool = False, slowest_ms: float = 140.0, failed: tuple[str, ...] = ()) -> dict:
     """A fabricated result with the pages entry: one run per in-page task."""
     result = fabricated(quick=quick)
-    runs = [{"chapter": chapter, "task": task, "what": f"what {task} does", "bytes": 6_600_000 + i,
-             "load_ms": 1500.0, "first_answer_ms": 1800.0, "answer_ms": slowest_ms if task == "search" else ms}
-            for i, (chapter, task, ms) in enumerate(PAGE_TASKS)]
-    result["pages"] = {"browser": "Chromium 140.0", "backbone": "ResNet-18", "photos": 2 if quick else 10,
-                       "runtime_bytes": 11_200_000, "failed": list(failed), "runs": runs}
+    runs = [
+        {
+            "chapter": chapter,
+            "task": task,
+            "what": f"what {task} does",
+            "bytes": 6_600_000 + i,
+            "load_ms": 1500.0,
+            "first_answer_ms": 1800.0,
+            "answer_ms": slowest_ms if task == "search" else ms,
+        }
+        for i, (chapter, task, ms) in enumerate(PAGE_TASKS)
+    ]
+    result["pages"] = {
+        "browser": "Chromium 140.0",
+        "backbone": "ResNet-18",
+        "photos": 2 if quick else 10,
+        "runtime_bytes": 11_200_000,
+        "failed": list(failed),
+        "runs": runs,
+    }
     result["budgets"] = report.budgets(result)
     return result
 
@@ -465,13 +580,16 @@ def test_a_result_with_the_pages_is_well_formed():
     assert report.validate({**skipped, "budgets": report.budgets(skipped)}) == []
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda p: p["runs"][1].pop("answer_ms"), "pages.runs[1].answer_ms is missing"),
-    (lambda p: p["runs"][0].update(bytes="6.6 MB"), "pages.runs[0].bytes should be int, not str"),
-    (lambda p: p.update(runtime_bytes=1.5), "pages.runtime_bytes should be int, not float"),
-    (lambda p: p.update(failed=[{"task": "search"}]), "pages.failed[0] should be str, not dict"),
-    (lambda p: p.pop("browser"), "pages.browser is missing"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda p: p["runs"][1].pop("answer_ms"), "pages.runs[1].answer_ms is missing"),
+        (lambda p: p["runs"][0].update(bytes="6.6 MB"), "pages.runs[0].bytes should be int, not str"),
+        (lambda p: p.update(runtime_bytes=1.5), "pages.runtime_bytes should be int, not float"),
+        (lambda p: p.update(failed=[{"task": "search"}]), "pages.failed[0] should be str, not dict"),
+        (lambda p: p.pop("browser"), "pages.browser is missing"),
+    ],
+)
 def test_a_malformed_pages_entry_is_named(breakage, message):
     result = with_pages()
     breakage(result["pages"])
@@ -532,14 +650,19 @@ def test_run_finds_the_upload_explorers_of_the_built_pages(tmp_path, monkeypatch
         escaped = json.dumps(config).replace("&", "&amp;").replace('"', "&quot;")
         return f'<div class="tlbook-live" id="x" data-live="{escaped}"><input type="file"></div>'
 
-    (pages_dir / "01_a.html").write_text(explorer({"control": "menu", "upload": None})
-                                         + explorer({"control": "upload", "upload": "imagenet"}))
+    (pages_dir / "01_a.html").write_text(
+        explorer({"control": "menu", "upload": None}) + explorer({"control": "upload", "upload": "imagenet"})
+    )
     (pages_dir / "03_b.html").write_text("<p>no explorer</p>" + explorer({"control": "slider"}))
-    (pages_dir / "04_c.html").write_text(explorer({"control": "menu", "upload": "animals-cam"})
-                                         + explorer({"control": "upload", "upload": "imagenet"})
-                                         + explorer({"control": "teach", "upload": "learn"}))
-    assert run.page_uploads(tmp_path) == [("01_a", "notebooks/01_a.html", 1, "imagenet"),
-                                          ("04_c", "notebooks/04_c.html", 0, "animals-cam")]
+    (pages_dir / "04_c.html").write_text(
+        explorer({"control": "menu", "upload": "animals-cam"})
+        + explorer({"control": "upload", "upload": "imagenet"})
+        + explorer({"control": "teach", "upload": "learn"})
+    )
+    assert run.page_uploads(tmp_path) == [
+        ("01_a", "notebooks/01_a.html", 1, "imagenet"),
+        ("04_c", "notebooks/04_c.html", 0, "animals-cam"),
+    ]
     assert run.page_teach(tmp_path) == ("04_c", "notebooks/04_c.html", 2)  # the teaching tool is timed apart
     (pages_dir / "04_c.html").write_text(explorer({"control": "menu", "upload": "animals-cam"}))
     assert run.page_teach(tmp_path) is None
@@ -549,8 +672,9 @@ def test_run_reads_the_page_manifest_and_leaves_the_pages_out_without_a_built_bo
     run = _load_run()
     manifest = {"runtime": {"bytes": 5}, "tasks": {"search": {"assets": ["backbone", "search"], "bytes": 7}}}
     script = tmp_path / "manifest.js"
-    script.write_text("// Built by tools/build_page_assets.py; do not edit.\n"
-                      f"globalThis.tlbookManifest = {json.dumps(manifest)};\n")
+    script.write_text(
+        f"// Built by tools/build_page_assets.py; do not edit.\nglobalThis.tlbookManifest = {json.dumps(manifest)};\n"
+    )
     assert run.read_page_manifest(script) == manifest
     logged = []
     monkeypatch.setattr(run, "log", logged.append)
@@ -569,12 +693,18 @@ def test_run_reads_the_page_manifest_and_leaves_the_pages_out_without_a_built_bo
 TEACH_BUDGET_NAME = "Chapter 4's page learns 15 photos and answers (in the browser)"
 
 
-def with_teach(quick: bool = False, last_photo_ms: float = 180.0, first_answer_ms: float = 240.0,
-               failed: tuple[str, ...] = ()) -> dict:
+def with_teach(
+    quick: bool = False, last_photo_ms: float = 180.0, first_answer_ms: float = 240.0, failed: tuple[str, ...] = ()
+) -> dict:
     """A fabricated result whose pages entry has the teaching tool's timings (None when it failed)."""
     result = with_pages(quick=quick, failed=failed)
-    teach = {"load_ms": 1400.0, "photos": 15, "last_photo_ms": last_photo_ms, "first_answer_ms": first_answer_ms,
-             "seconds": round((last_photo_ms + first_answer_ms) / 1e3, 3)}
+    teach = {
+        "load_ms": 1400.0,
+        "photos": 15,
+        "last_photo_ms": last_photo_ms,
+        "first_answer_ms": first_answer_ms,
+        "seconds": round((last_photo_ms + first_answer_ms) / 1e3, 3),
+    }
     result["pages"]["teach"] = None if any("(teaching tool)" in f for f in failed) else teach
     result["budgets"] = report.budgets(result)
     return result
@@ -598,11 +728,14 @@ def test_a_result_with_the_teaching_tool_is_well_formed():
     assert len(older["budgets"]) == 3
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda t: t.pop("seconds"), "pages.teach.seconds is missing"),
-    (lambda t: t.update(photos=15.0), "pages.teach.photos should be int, not float"),
-    (lambda t: t.update(last_photo_ms="fast"), "pages.teach.last_photo_ms should be int or float, not str"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda t: t.pop("seconds"), "pages.teach.seconds is missing"),
+        (lambda t: t.update(photos=15.0), "pages.teach.photos should be int, not float"),
+        (lambda t: t.update(last_photo_ms="fast"), "pages.teach.last_photo_ms should be int or float, not str"),
+    ],
+)
 def test_a_malformed_teach_entry_is_named(breakage, message):
     result = with_teach()
     breakage(result["pages"]["teach"])
@@ -612,8 +745,9 @@ def test_a_malformed_teach_entry_is_named(breakage, message):
 def test_teach_budget():
     budget = _teach_budget(with_teach(last_photo_ms=180.0, first_answer_ms=240.0))
     assert budget["verdict"] == "met" and budget["limit"] == "≤ 1 s from the last photo added to the first answer"
-    assert budget["measured"] == ("0.42 s (photo 15 learnt in 180 ms, first answer in 240 ms; "
-                                  "backbone loaded in 1.4 s)")
+    assert budget["measured"] == (
+        "0.42 s (photo 15 learnt in 180 ms, first answer in 240 ms; backbone loaded in 1.4 s)"
+    )
     assert _teach_budget(with_teach(last_photo_ms=400.0, first_answer_ms=600.0))["verdict"] == "met"
     slow = _teach_budget(with_teach(last_photo_ms=700.0, first_answer_ms=450.0))
     assert slow["verdict"] == "not met" and slow["measured"].startswith("1.1 s")
@@ -656,10 +790,20 @@ def test_markdown_of_the_teaching_tool():
 
 def test_run_reads_the_teaching_tools_timings():
     run = _load_run()
-    timings = [{"photos": 5, "ms": 900.0}, {"photos": 10, "ms": 800.0}, {"photos": 14, "ms": 700.0},
-               {"photos": 15, "ms": 181.04}, {"query": True, "ms": 239.96}]
-    assert run.teach_numbers(timings, 1432.11, 15) == {"load_ms": 1432.1, "photos": 15, "last_photo_ms": 181.0,
-                                                       "first_answer_ms": 240.0, "seconds": 0.421}
+    timings = [
+        {"photos": 5, "ms": 900.0},
+        {"photos": 10, "ms": 800.0},
+        {"photos": 14, "ms": 700.0},
+        {"photos": 15, "ms": 181.04},
+        {"query": True, "ms": 239.96},
+    ]
+    assert run.teach_numbers(timings, 1432.11, 15) == {
+        "load_ms": 1432.1,
+        "photos": 15,
+        "last_photo_ms": 181.0,
+        "first_answer_ms": 240.0,
+        "seconds": 0.421,
+    }
     with pytest.raises(run.PageProblem, match="0 entries for 15 photos"):
         run.teach_numbers(timings[:3] + timings[4:], 1432.11, 15)
     with pytest.raises(run.PageProblem, match="0 answer"):

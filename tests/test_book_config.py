@@ -23,8 +23,16 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 GIT_INSTALL = re.compile(r"git\+(https://github\.com/[\w.\-]+/[\w.\-]+?)(?:\.git)?(?=[@\"'\s#]|$)")
 COLAB_LINK = re.compile(r"colab\.research\.google\.com/github/([\w.\-]+/[\w.\-]+)/blob/([\w.\-]+)/")
 # Files a reader or maintainer sees, besides _config.yml itself.
-TEXT_GLOBS = ("README.md", "book/**/*.md", "pyproject.toml", "environment.yml", "Makefile",
-              "src/**/*.py", "tools/**/*.py", "notebooks/*.ipynb")
+TEXT_GLOBS = (
+    "README.md",
+    "book/**/*.md",
+    "pyproject.toml",
+    "environment.yml",
+    "Makefile",
+    "src/**/*.py",
+    "tools/**/*.py",
+    "notebooks/*.ipynb",
+)
 
 
 def _config() -> dict:
@@ -82,8 +90,11 @@ def test_every_copy_of_the_address_agrees():
                 text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"])
             relative = path.relative_to(ROOT)
             wrong += [f"{relative}: git+{found}" for found in GIT_INSTALL.findall(text) if found != url]
-            wrong += [f"{relative}: Colab link to {repo} on {ref}" for repo, ref in COLAB_LINK.findall(text)
-                      if (repo, ref) != (owner_name, branch)]
+            wrong += [
+                f"{relative}: Colab link to {repo} on {ref}"
+                for repo, ref in COLAB_LINK.findall(text)
+                if (repo, ref) != (owner_name, branch)
+            ]
     assert not wrong, f"_config.yml says {url} (branch {branch}), but:\n" + "\n".join(wrong)
 
 

@@ -144,16 +144,27 @@ def test_file_is_plain_data(classifier, tmp_path):
     payload = torch.load(path, weights_only=True)
     assert payload["format_version"] == FORMAT_VERSION
     assert payload["backbone"] == "efficientnet_lite0" and payload["classes"] == CLASSES
-    assert payload["preprocessing"] == {"crop_size": [224], "resize_size": [256], "mean": [0.5] * 3,
-                                        "std": [0.5] * 3, "interpolation": "bilinear"}
+    assert payload["preprocessing"] == {
+        "crop_size": [224],
+        "resize_size": [256],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bilinear",
+    }
     assert set(payload["head"]) == {"weight", "bias"}
     assert not any(isinstance(value, nn.Module) for value in payload.values())
 
 
 def test_fallback_file_names_the_model_that_ran(backbone, tmp_path):
-    stand_in = zoo.Backbone(name=backbone.name, requested="resnet18", model=backbone.model,
-                            transforms=backbone.transforms, categories=backbone.categories,
-                            source="fallback", head_name=backbone.head_name)
+    stand_in = zoo.Backbone(
+        name=backbone.name,
+        requested="resnet18",
+        model=backbone.model,
+        transforms=backbone.transforms,
+        categories=backbone.categories,
+        source="fallback",
+        head_name=backbone.head_name,
+    )
     path = Classifier(stand_in, random_head(), CLASSES).save(tmp_path / "fallback.pt")
     payload = torch.load(path, weights_only=True)
     assert (payload["backbone"], payload["requested"]) == ("efficientnet_lite0", "resnet18")
@@ -250,12 +261,16 @@ def _as_json(classifier, path):
     from tlhelpers import features
     from tlhelpers.classifier import preprocessing
 
-    payload = {"format": "tlhelpers.classifier", "format_version": 1, "backbone": classifier.backbone.name,
-               "requested": classifier.backbone.requested,
-               "backbone_sha256": features.model_fingerprint(classifier.backbone.model,
-                                                             skip=classifier.backbone.head_name),
-               "head": {"weight": classifier.head.weight.tolist(), "bias": classifier.head.bias.tolist()},
-               "classes": list(classifier.classes), "preprocessing": preprocessing(classifier.backbone.transforms)}
+    payload = {
+        "format": "tlhelpers.classifier",
+        "format_version": 1,
+        "backbone": classifier.backbone.name,
+        "requested": classifier.backbone.requested,
+        "backbone_sha256": features.model_fingerprint(classifier.backbone.model, skip=classifier.backbone.head_name),
+        "head": {"weight": classifier.head.weight.tolist(), "bias": classifier.head.bias.tolist()},
+        "classes": list(classifier.classes),
+        "preprocessing": preprocessing(classifier.backbone.transforms),
+    }
     path.write_text(json.dumps(payload))
     return path
 
@@ -267,12 +282,15 @@ def test_a_json_classifier_file_from_the_page_loads_and_predicts_alike(classifie
     assert [[c for c, _ in r] for r in loaded.rank(pictures)] == [[c for c, _ in r] for r in classifier.rank(pictures)]
 
 
-@pytest.mark.parametrize("text,message", [
-    ("{not json", "is not a JSON classifier file"),
-    ('{"format": "something else"}', "without the 'tlhelpers.classifier' marker"),
-    ('{"format": "tlhelpers.classifier", "format_version": 1, "head": {"weight": "abc"}}', "not a matrix"),
-    ('{"format": "tlhelpers.classifier", "format_version": 2}', "format version 2"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{not json", "is not a JSON classifier file"),
+        ('{"format": "something else"}', "without the 'tlhelpers.classifier' marker"),
+        ('{"format": "tlhelpers.classifier", "format_version": 1, "head": {"weight": "abc"}}', "not a matrix"),
+        ('{"format": "tlhelpers.classifier", "format_version": 2}', "format version 2"),
+    ],
+)
 def test_a_broken_json_classifier_file_is_refused_clearly(tmp_path, text, message):
     path = tmp_path / "my-classes.json"
     path.write_text(text)

@@ -19,8 +19,11 @@ def test_check_data_good_folder(tmp_path, capsys):
 
 
 def test_check_data_lists_each_bad_file_and_stays_usable(tmp_path, capsys):
-    root = make_dataset(tmp_path / "set", {"cats": 2, "dogs": 1},
-                        bad={"cats": ["corrupt.jpg", "truncated.jpg"], "dogs": ["empty.jpg", "text.jpg"]})
+    root = make_dataset(
+        tmp_path / "set",
+        {"cats": 2, "dogs": 1},
+        bad={"cats": ["corrupt.jpg", "truncated.jpg"], "dogs": ["empty.jpg", "text.jpg"]},
+    )
     assert cli.main(["check-data", str(root)]) == 0
     out = capsys.readouterr().out
     for name in BAD_MAKERS:
@@ -52,8 +55,9 @@ def test_check_data_without_path_uses_locate(tmp_path, capsys, monkeypatch):
 
 def test_python_dash_m_smoke(tmp_path):
     root = make_dataset(tmp_path / "set", {"cats": 1}, bad={"dogs": ["text.jpg"]})
-    result = subprocess.run([sys.executable, "-m", "tlhelpers", "check-data", str(root)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlhelpers", "check-data", str(root)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     assert "text.jpg: not an image file" in result.stdout
     assert "Traceback" not in result.stderr

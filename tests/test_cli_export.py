@@ -63,8 +63,22 @@ def test_export_int8_dynamic_and_static(model_file, fp32_file, photos, tmp_path,
     assert cli.main(["export", str(model_file), "--onnx", str(dynamic), "--int8"]) == 0
     assert "dynamic int8" in capsys.readouterr().out
     folder = make_dataset(tmp_path / "train", {"cats": 2, "dogs": 2, "panda": 2})
-    assert cli.main(["export", str(model_file), "--onnx", str(static), "--int8", "--calibration", str(folder),
-                     "--calibration-size", "3"]) == 0
+    assert (
+        cli.main(
+            [
+                "export",
+                str(model_file),
+                "--onnx",
+                str(static),
+                "--int8",
+                "--calibration",
+                str(folder),
+                "--calibration-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert "static int8, calibrated on 3 photos" in capsys.readouterr().out
     for path, variant in ((dynamic, "dynamic int8"), (static, "static int8")):
         assert onnx_inference.OnnxClassifier(path).variant == variant
@@ -85,10 +99,23 @@ def test_export_bad_input_exits_2_with_one_line(model_file, tmp_path, capsys):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"garbage")
     assert cli.main(["export", str(garbage), "--onnx", str(tmp_path / "m.onnx")]) == 2
-    assert cli.main(["export", str(model_file), "--onnx", str(tmp_path / "m.onnx"),
-                     "--calibration", str(tmp_path)]) == 2
-    assert cli.main(["export", str(model_file), "--onnx", str(tmp_path / "m.onnx"), "--int8",
-                     "--calibration", str(tmp_path / "nowhere")]) == 2
+    assert (
+        cli.main(["export", str(model_file), "--onnx", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path)]) == 2
+    )
+    assert (
+        cli.main(
+            [
+                "export",
+                str(model_file),
+                "--onnx",
+                str(tmp_path / "m.onnx"),
+                "--int8",
+                "--calibration",
+                str(tmp_path / "nowhere"),
+            ]
+        )
+        == 2
+    )
     assert cli.main(["export", str(model_file), "--onnx", str(tmp_path / "missing" / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("error: ") for line in err)
@@ -105,8 +132,12 @@ def test_predict_unusable_onnx_file_exits_2(tmp_path, photos, capsys):
 
 
 def test_python_dash_m_predict_onnx_smoke(fp32_file, photos):
-    result = subprocess.run([sys.executable, "-m", "tlhelpers", "predict", str(fp32_file), str(photos[0]),
-                             "--top", "1"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlhelpers", "predict", str(fp32_file), str(photos[0]), "--top", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     match = LINE.match(result.stdout.splitlines()[1])
     assert match and match["best"] in CLASSES and match["others"] is None

@@ -82,8 +82,12 @@ def test_predict_rejects_top_0(model_file, photos):
 
 def test_python_dash_m_predict_smoke(model_file, photos, tmp_path):
     bad = BAD_MAKERS["text.jpg"](tmp_path / "text.jpg")
-    result = subprocess.run([sys.executable, "-m", "tlhelpers", "predict", str(model_file), str(photos[0]), str(bad)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlhelpers", "predict", str(model_file), str(photos[0]), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert f"{bad}: unreadable: not an image file" in result.stdout
     assert LINE.match(result.stdout.splitlines()[1])

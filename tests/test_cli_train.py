@@ -71,12 +71,15 @@ def test_tiny_classes_have_no_held_out_photos(tmp_path, cache, capsys):
     assert "Confusion matrix" not in printed
 
 
-@pytest.mark.parametrize("per_class, bad, reason", [
-    ({"cats": 3}, None, "need at least 2 class subfolders, found 1 (cats)"),
-    ({"cats": 3, "dogs": 0}, None, "no usable image in class dogs"),
-    ({"cats": 3}, {"dogs": ["corrupt.jpg", "empty.jpg"]}, "no usable image in class dogs"),
-    ({}, {"cats": ["text.jpg"], "dogs": ["truncated.jpg"]}, "no usable image in class cats, dogs"),
-])
+@pytest.mark.parametrize(
+    "per_class, bad, reason",
+    [
+        ({"cats": 3}, None, "need at least 2 class subfolders, found 1 (cats)"),
+        ({"cats": 3, "dogs": 0}, None, "no usable image in class dogs"),
+        ({"cats": 3}, {"dogs": ["corrupt.jpg", "empty.jpg"]}, "no usable image in class dogs"),
+        ({}, {"cats": ["text.jpg"], "dogs": ["truncated.jpg"]}, "no usable image in class cats, dogs"),
+    ],
+)
 def test_unusable_folder_exits_1_with_one_line(tmp_path, capsys, per_class, bad, reason):
     folder = make_dataset(tmp_path / "pets", per_class, bad=bad)
     out = tmp_path / "model.pt"
@@ -155,8 +158,7 @@ def test_unknown_backbone_and_bad_fractions(folder, tmp_path, capsys):
 def test_help_names_every_backbone_of_the_zoo():
     assert tuple(cli.BACKBONES) == zoo.NAMES
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    for option in ("--output", "--overwrite", "--backbone", "--seed", "--val", "--test", "--no-cache",
-                   "--no-progress"):
+    for option in ("--output", "--overwrite", "--backbone", "--seed", "--val", "--test", "--no-cache", "--no-progress"):
         assert option in help_text
 
 
@@ -172,8 +174,12 @@ def test_python_dash_m_train_smoke(tmp_path):
     folder = make_dataset(tmp_path / "pets", {"cats": 2})
     (folder / "dogs").mkdir()
     BAD_MAKERS["empty.jpg"](folder / "dogs" / "empty.jpg")
-    result = subprocess.run([sys.executable, "-m", "tlhelpers", "train", str(folder), "-o", str(tmp_path / "m.pt")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlhelpers", "train", str(folder), "-o", str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     expected = f"error: {folder} cannot be trained on: no usable image in class dogs."
     assert result.stderr.strip().splitlines() == [expected]

@@ -232,8 +232,15 @@ def test_scan_classes_files_and_ignores(tmp_path):
     assert sub.counts() == {"a_cats": 1, "b_dogs": 1} and sub.classes == images.classes
 
 
-@pytest.mark.parametrize("layout, message", [("missing", "not found"), ("file", "Not a folder"),
-                                             ("no_classes", "No class subfolders"), ("no_images", "No images")])
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ("missing", "not found"),
+        ("file", "Not a folder"),
+        ("no_classes", "No class subfolders"),
+        ("no_images", "No images"),
+    ],
+)
 def test_scan_errors(tmp_path, layout, message):
     root = tmp_path / "root"
     if layout == "file":
@@ -306,8 +313,11 @@ def test_per_class_too_few():
 
 @pytest.fixture
 def set_with_bad_files(tmp_path) -> data.ImageSet:
-    root = make_dataset(tmp_path / "set", {"cats": 3, "dogs": 3},
-                        bad={"cats": ["corrupt.jpg", "truncated.jpg"], "dogs": ["empty.jpg", "text.jpg"]})
+    root = make_dataset(
+        tmp_path / "set",
+        {"cats": 3, "dogs": 3},
+        bad={"cats": ["corrupt.jpg", "truncated.jpg"], "dogs": ["empty.jpg", "text.jpg"]},
+    )
     return data.scan(root)
 
 
@@ -410,8 +420,9 @@ def test_locate_nothing_found_names_every_place(tmp_path, isolated_places, monke
         data.locate()
     message = str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)
-    positions = [message.index(part) for part in
-                 ("path argument", data.DATA_ENV, str(isolated_places / "animals"), "kagglehub")]
+    positions = [
+        message.index(part) for part in ("path argument", data.DATA_ENV, str(isolated_places / "animals"), "kagglehub")
+    ]
     assert positions == sorted(positions)
     assert str(empty_env / "animals") in message and "no class subfolder with images" in message
     assert f"{runtime.OFFLINE_ENV}=1" in message
@@ -535,8 +546,7 @@ def test_locate_downloads_with_kagglehub_and_links_into_cache(tmp_path, isolated
     assert data.scan(again).classes == ["cats", "dogs", "panda"]
 
 
-def test_an_interrupted_copy_into_the_cache_leaves_nothing_that_locate_accepts(tmp_path, isolated_places,
-                                                                             monkeypatch):
+def test_an_interrupted_copy_into_the_cache_leaves_nothing_that_locate_accepts(tmp_path, isolated_places, monkeypatch):
     import shutil
     import sys
     import types

@@ -37,7 +37,7 @@ def test_every_box_is_exactly_where_its_photo_was_pasted(photos):
             row, column = pixels[(y0 + y1) // 2, x0:x1], pixels[y0:y1, (x0 + x1) // 2]
             assert np.abs(row.astype(int) - colour).max() <= 2 and np.abs(column.astype(int) - colour).max() <= 2
         for i, a in enumerate(scene.boxes):  # no photo hides another
-            assert not any(detection._overlap(a, b) for b in scene.boxes[i + 1:])
+            assert not any(detection._overlap(a, b) for b in scene.boxes[i + 1 :])
 
 
 def test_scenes_hold_only_their_splits_photos_and_repeat_with_the_seed(photos):
@@ -80,12 +80,19 @@ def test_anchors_follow_the_boxes(photos):
 def test_a_detector_builds_on_each_architecture_and_trains_one_step(photos, name):
     scenes = detection.make_scenes(photos, 4, size=64, seed=0)
     with runtime.seeded(0):
-        detector = detection.build(zoo.architecture(name), name, 3, 64, (0.5,) * 3, (0.5,) * 3,
-                                   detection.anchors_for(scenes), frozen_batchnorm=False)
+        detector = detection.build(
+            zoo.architecture(name),
+            name,
+            3,
+            64,
+            (0.5,) * 3,
+            (0.5,) * 3,
+            detection.anchors_for(scenes),
+            frozen_batchnorm=False,
+        )
     before = {k: v.clone() for k, v in detector.state_dict().items()}
     optimizer = torch.optim.SGD([p for p in detector.parameters() if p.requires_grad], lr=1e-3)
-    history = detection.fit(detector, scenes, epochs=1, optimizer=optimizer, batch_size=4, progress=False,
-                            device="cpu")
+    history = detection.fit(detector, scenes, epochs=1, optimizer=optimizer, batch_size=4, progress=False, device="cpu")
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
     assert {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"} <= set(history[0])
     changed = [k for k, v in detector.state_dict().items() if not torch.equal(v, before[k])]
@@ -98,8 +105,9 @@ def test_a_frozen_body_stays_frozen_and_its_cached_maps_give_the_same_losses(pho
     scenes = detection.make_scenes(photos, 4, size=64, seed=0)
     name = "efficientnet_lite0"
     with runtime.seeded(0):
-        detector = detection.build(zoo.architecture(name), name, 3, 64, (0.5,) * 3, (0.5,) * 3,
-                                   detection.anchors_for(scenes), freeze_body=True)
+        detector = detection.build(
+            zoo.architecture(name), name, 3, 64, (0.5,) * 3, (0.5,) * 3, detection.anchors_for(scenes), freeze_body=True
+        )
     counts = detection.trainable_counts(detector)
     assert counts["body"] == 0 and counts["body total"] > 0 and counts["rest"] > 0
     body_before = {k: v.clone() for k, v in detector.backbone.body.state_dict().items()}
@@ -114,8 +122,9 @@ def test_a_frozen_body_stays_frozen_and_its_cached_maps_give_the_same_losses(pho
     for key in direct:
         assert torch.allclose(direct[key], from_cache[key], atol=1e-5), key
     optimizer = torch.optim.SGD([p for p in detector.parameters() if p.requires_grad], lr=1e-2)
-    detection.fit(detector, scenes, epochs=1, optimizer=optimizer, batch_size=2, body=cached, progress=False,
-                  device="cpu")
+    detection.fit(
+        detector, scenes, epochs=1, optimizer=optimizer, batch_size=2, body=cached, progress=False, device="cpu"
+    )
     after = detector.backbone.body.state_dict()
     assert all(torch.equal(body_before[k], after[k]) for k in body_before)  # BatchNorm statistics too
 
@@ -124,8 +133,9 @@ def test_param_groups_give_the_body_its_own_learning_rate(photos):
     scenes = detection.make_scenes(photos, 2, size=64, seed=0)
     anchors = detection.anchors_for(scenes)
     for freeze, expected in ((False, [1e-3, 1e-4]), (True, [1e-3])):
-        detector = detection.build(zoo.architecture("resnet18"), "resnet18", 3, 64, (0.5,) * 3, (0.5,) * 3,
-                                   anchors, freeze_body=freeze)
+        detector = detection.build(
+            zoo.architecture("resnet18"), "resnet18", 3, 64, (0.5,) * 3, (0.5,) * 3, anchors, freeze_body=freeze
+        )
         groups = detection.param_groups(detector, head_lr=1e-3, body_lr=1e-4)
         assert [g["lr"] for g in groups] == expected
         trainable = sum(p.numel() for p in detector.parameters() if p.requires_grad)
@@ -134,8 +144,9 @@ def test_param_groups_give_the_body_its_own_learning_rate(photos):
 
 def test_perfect_predictions_score_one_and_outcomes_sort_mistakes(photos):
     scenes = detection.make_scenes(photos, 6, size=96, seed=0)
-    perfect = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}
-               for t in scenes.targets()]
+    perfect = [
+        {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))} for t in scenes.targets()
+    ]
     result = detection.evaluate(perfect, scenes)
     assert result["map_50"] == pytest.approx(1.0) and result["map"] == pytest.approx(1.0)
     assert all(v["ap_50"] == pytest.approx(1.0) for v in result["per_class"].values())
@@ -146,8 +157,11 @@ def test_perfect_predictions_score_one_and_outcomes_sort_mistakes(photos):
     wrong = truth["labels"].clone()
     wrong[0] = wrong[0] % 3 + 1
     stray = torch.tensor([[0.0, 0.0, 5.0, 5.0]])
-    prediction = {"boxes": torch.cat([truth["boxes"][:1], stray]), "labels": torch.cat([wrong[:1], wrong[:1]]),
-                  "scores": torch.tensor([0.9, 0.8])}
+    prediction = {
+        "boxes": torch.cat([truth["boxes"][:1], stray]),
+        "labels": torch.cat([wrong[:1], wrong[:1]]),
+        "scores": torch.tensor([0.9, 0.8]),
+    }
     found = detection.outcomes(prediction, scene, threshold=0.5)
     assert len(found["wrong class"]) == 1 and len(found["false alarm"]) == 1 and not found["hit"]
     assert len(found["missed"]) == len(scene.boxes) - 1
@@ -156,8 +170,10 @@ def test_perfect_predictions_score_one_and_outcomes_sort_mistakes(photos):
 
 def test_best_threshold_is_one_of_the_candidates(photos):
     scenes = detection.make_scenes(photos, 3, size=96, seed=0)
-    predictions = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.full((len(t["labels"]),), 0.6)}
-                   for t in scenes.targets()]
+    predictions = [
+        {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.full((len(t["labels"]),), 0.6)}
+        for t in scenes.targets()
+    ]
     assert detection.best_threshold(predictions, scenes, [0.3, 0.5, 0.7]) == 0.5
 
 

@@ -14,8 +14,13 @@ CHAPTER_TAG = re.compile(r"\(chapters? ([0-9][0-9–, and]*)\)")
 
 def _code(notebook: Path) -> str:
     cells = json.loads(notebook.read_text())["cells"]
-    lines = [line for cell in cells if cell["cell_type"] == "code"
-             for line in "".join(cell["source"]).splitlines() if not line.lstrip().startswith(("%", "!"))]
+    lines = [
+        line
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for line in "".join(cell["source"]).splitlines()
+        if not line.lstrip().startswith(("%", "!"))
+    ]
     return "\n".join(lines)
 
 
@@ -35,9 +40,11 @@ def used_helpers() -> dict[object, set[int]]:
                 for alias in node.names:
                     names[alias.asname or alias.name] = getattr(module, alias.name)
         found = [names[node.id] for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in names]
-        found += [getattr(modules[node.value.id], node.attr, None) for node in ast.walk(tree)
-                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id in modules]
+        found += [
+            getattr(modules[node.value.id], node.attr, None)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+        ]
         for thing in found:
             if (inspect.isfunction(thing) or inspect.isclass(thing)) and thing.__module__.startswith("tlhelpers"):
                 used[thing].add(chapter)
@@ -64,10 +71,13 @@ def test_docstrings_name_the_chapters_that_use_each_helper():
     for thing, chapters in used_helpers().items():
         stated = stated_chapters(thing)
         if stated != chapters:
-            wrong[f"{thing.__module__}.{thing.__qualname__}"] = (f"says {sorted(stated) if stated else 'nothing'}",
-                                                                  f"used in {sorted(chapters)}")
+            wrong[f"{thing.__module__}.{thing.__qualname__}"] = (
+                f"says {sorted(stated) if stated else 'nothing'}",
+                f"used in {sorted(chapters)}",
+            )
     assert not wrong, "docstrings whose '(chapters …)' disagree with the notebooks:\n" + "\n".join(
-        f"  {name}: {says}, {used}" for name, (says, used) in sorted(wrong.items()))
+        f"  {name}: {says}, {used}" for name, (says, used) in sorted(wrong.items())
+    )
 
 
 def test_chapter_tags_are_parsed():
@@ -90,7 +100,11 @@ def test_no_docstring_claims_a_chapter_that_does_not_call_it():
     for info in pkgutil.iter_modules(tlhelpers.__path__):
         module = importlib.import_module(f"tlhelpers.{info.name}")
         for name, thing in vars(module).items():
-            if (inspect.isfunction(thing) or inspect.isclass(thing)) and thing.__module__ == module.__name__ \
-                    and stated_chapters(thing) and thing not in used:
+            if (
+                (inspect.isfunction(thing) or inspect.isclass(thing))
+                and thing.__module__ == module.__name__
+                and stated_chapters(thing)
+                and thing not in used
+            ):
                 claims.append(f"{module.__name__}.{name}")
     assert not claims, f"say '(chapter N, indirectly)' for helpers the chapters do not call: {claims}"

@@ -65,8 +65,9 @@ def test_cam_identity_mean_of_map_plus_bias_is_the_logit(request, model_fixture)
     for class_index in (0, 7, int(logits.argmax())):
         raw = explain.class_map(head, maps, class_index)
         assert raw.shape == maps.shape[1:]
-        assert (raw.mean() + head.bias[class_index]).item() == pytest.approx(logits[class_index].item(),
-                                                                            rel=1e-4, abs=1e-4)
+        assert (raw.mean() + head.bias[class_index]).item() == pytest.approx(
+            logits[class_index].item(), rel=1e-4, abs=1e-4
+        )
 
 
 def test_cam_with_a_trained_head_and_chosen_class(random_lite0):
@@ -108,8 +109,9 @@ def test_real_weights_on_chelsea_point_at_the_cat():
 
     backbone = zoo.load("efficientnet_lite0")
     picture = Image.fromarray(samples.chelsea())
-    cam, class_index = explain.class_activation_map(backbone.model, backbone.model.classifier,
-                                                    backbone.transforms(picture))
+    cam, class_index = explain.class_activation_map(
+        backbone.model, backbone.model.classifier, backbone.transforms(picture)
+    )
     assert class_index in IMAGENET_CATS
     assert_is_cam(cam, 224, 224)
 

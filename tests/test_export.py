@@ -26,14 +26,25 @@ def tiny_classifier(seed: int = 0) -> Classifier:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU6(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1000),
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU6(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU6(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, 1000),
         ).eval()
         head = nn.Linear(32, len(CLASSES)).eval()
-    backbone = zoo.Backbone(name="tiny", requested="tiny", model=model, head_name="7", categories=[],
-                            transforms=zoo.preset(32, 36, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)),
-                            source="a tiny test network")
+    backbone = zoo.Backbone(
+        name="tiny",
+        requested="tiny",
+        model=model,
+        head_name="7",
+        categories=[],
+        transforms=zoo.preset(32, 36, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)),
+        source="a tiny test network",
+    )
     return Classifier(backbone, head, CLASSES)
 
 
@@ -70,8 +81,12 @@ def test_export_is_valid_onnx_with_the_metadata(exported, tiny):
     assert props["tlhelpers.format"] == onnx_inference.FORMAT
     assert json.loads(props["tlhelpers.classes"]) == CLASSES
     assert json.loads(props["tlhelpers.preprocessing"]) == {
-        "crop_size": [32], "resize_size": [36], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3],
-        "interpolation": "bilinear"}
+        "crop_size": [32],
+        "resize_size": [36],
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.25, 0.3],
+        "interpolation": "bilinear",
+    }
     assert props["tlhelpers.variant"] == "fp32" and props["tlhelpers.backbone"] == "tiny"
     assert [i.name for i in model.graph.input] == [export.INPUT]
     assert [o.name for o in model.graph.output] == [export.OUTPUT]

@@ -215,8 +215,9 @@ def test_cache_key_includes_library_versions_and_antialias(images, monkeypatch):
     plain = features.cache_key(*model_key, transforms.Resize(8), images)
     assert features.cache_key(*model_key, transforms.Resize(8, antialias=False), images) != plain
     real_version = features.importlib.metadata.version
-    monkeypatch.setattr(features.importlib.metadata, "version",
-                        lambda name: "0.0" if name == "pillow" else real_version(name))
+    monkeypatch.setattr(
+        features.importlib.metadata, "version", lambda name: "0.0" if name == "pillow" else real_version(name)
+    )
     assert features.cache_key(*model_key, transforms.Resize(8), images) != plain
 
 

@@ -41,8 +41,7 @@ def test_imprint_is_the_nearest_class_mean_rule():
     centers = torch.randn(3, 16) * 3
     labels = torch.arange(3).repeat_interleave(10)
     x = centers[labels] + torch.randn(30, 16)
-    fs = FeatureSet(features=x, labels=labels, files=[f"{i}.png" for i in range(30)],
-                             classes=["a", "b", "c"])
+    fs = FeatureSet(features=x, labels=labels, files=[f"{i}.png" for i in range(30)], classes=["a", "b", "c"])
     head = heads.imprint(fs)
     mean = x.mean(0)
     unit = torch.nn.functional.normalize(x - mean, dim=1)
@@ -53,8 +52,12 @@ def test_imprint_is_the_nearest_class_mean_rule():
 
 
 def test_imprint_needs_every_class():
-    fs = FeatureSet(features=torch.randn(4, 8), labels=torch.tensor([0, 0, 1, 1]),
-                             files=["a", "b", "c", "d"], classes=["a", "b", "c"])
+    fs = FeatureSet(
+        features=torch.randn(4, 8),
+        labels=torch.tensor([0, 0, 1, 1]),
+        files=["a", "b", "c", "d"],
+        classes=["a", "b", "c"],
+    )
     with pytest.raises(ValueError, match="no training features for class"):
         heads.imprint(fs)
 
@@ -72,7 +75,7 @@ def test_fit_linear_is_plain_minibatch_training_with_a_seeded_order():
     for _ in range(4):
         order = torch.randperm(len(y), generator=generator)
         for begin in range(0, len(y), 16):
-            index = order[begin:begin + 16]
+            index = order[begin : begin + 16]
             loss = nn.functional.cross_entropy(reference(x[index]), y[index])
             optimizer.zero_grad()
             loss.backward()

@@ -28,21 +28,48 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed: 
 SCRIPT = Path(__file__).resolve().parents[1] / "book" / "live" / "preprocess.js"
 
 PREPS = [
-    {"resize_size": [256], "crop_size": [224], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
-     "interpolation": "bilinear"},
-    {"resize_size": [256], "crop_size": [224], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-     "interpolation": "bilinear"},
+    {
+        "resize_size": [256],
+        "crop_size": [224],
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "interpolation": "bilinear",
+    },
+    {
+        "resize_size": [256],
+        "crop_size": [224],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bilinear",
+    },
     # Other filters, plain numbers, and a crop larger than the resized picture (zero padding).
-    {"resize_size": 232, "crop_size": 224, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-     "interpolation": "bicubic"},
-    {"resize_size": 201, "crop_size": 224, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.4],
-     "interpolation": "nearest"},
+    {
+        "resize_size": 232,
+        "crop_size": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bicubic",
+    },
+    {"resize_size": 201, "crop_size": 224, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.3, 0.4], "interpolation": "nearest"},
 ]
 
 # (width, height): landscape, portrait, smaller than the crop, large, exactly the sizes
 # that need no resize, odd centring offsets (banker's rounding), one-pixel edges.
-TENSOR_SIZES = [(640, 480), (300, 451), (100, 150), (100, 151), (1000, 700), (224, 224), (256, 256),
-                (256, 300), (257, 256), (259, 256), (3, 500), (500, 3), (1, 1)]
+TENSOR_SIZES = [
+    (640, 480),
+    (300, 451),
+    (100, 150),
+    (100, 151),
+    (1000, 700),
+    (224, 224),
+    (256, 256),
+    (256, 300),
+    (257, 256),
+    (259, 256),
+    (3, 500),
+    (500, 3),
+    (1, 1),
+]
 RESIZE_SIZES = [(37, 23), (640, 480), (100, 150), (3, 500), (224, 224), (1, 1)]
 
 RUNNER = """
@@ -75,9 +102,14 @@ def _rgba(image: Image.Image) -> bytes:
 
 def _resize_targets(width: int, height: int) -> list[tuple[int, int]]:
     """Enlarging, shrinking, one axis only, and both at once in opposite directions."""
-    targets = [(2 * width + 1, 3 * height // 2 + 1), (max(width // 3, 1), max(height // 2, 1)),
-               (width, height // 2 + 1), (width // 2 + 1, height), (height, width),
-               (3 * width + 2, max(height // 3, 1))]
+    targets = [
+        (2 * width + 1, 3 * height // 2 + 1),
+        (max(width // 3, 1), max(height // 2, 1)),
+        (width, height // 2 + 1),
+        (width // 2 + 1, height),
+        (height, width),
+        (3 * width + 2, max(height // 3, 1)),
+    ]
     return [t for t in dict.fromkeys(targets) if t != (width, height)]
 
 
@@ -96,8 +128,16 @@ def _cases(tmp_path: Path) -> tuple[list[dict], list]:
         image = picture(width, height, name)
         for out in _resize_targets(width, height):
             for filter_name in ("bilinear", "bicubic", "nearest"):
-                jobs.append({"kind": "resize", "input": name, "width": width, "height": height,
-                             "out": out, "filter": filter_name})
+                jobs.append(
+                    {
+                        "kind": "resize",
+                        "input": name,
+                        "width": width,
+                        "height": height,
+                        "out": out,
+                        "filter": filter_name,
+                    }
+                )
                 expected.append(np.asarray(image.resize(out, INTERPOLATION[filter_name])))
 
     for width, height in TENSOR_SIZES:
@@ -117,8 +157,9 @@ def _cases(tmp_path: Path) -> tuple[list[dict], list]:
     (tmp_path / "alpha.bin").write_bytes(_rgba(rgba))
     jobs.append({"kind": "composite", "input": "alpha.bin"})
     expected.append(np.asarray(read_rgb(rgba)))
-    jobs.append({"kind": "tensor", "input": "alpha.bin", "width": 67, "height": 45, "prep": PREPS[1],
-                 "composite": True})
+    jobs.append(
+        {"kind": "tensor", "input": "alpha.bin", "width": 67, "height": 45, "prep": PREPS[1], "composite": True}
+    )
     expected.append(preprocess(read_rgb(rgba), PREPS[1]))
     return jobs, expected
 

@@ -18,8 +18,9 @@ from tlhelpers import page_assets, pages, zoo
 
 
 def test_a_menu_stores_every_view_and_starts_inactive():
-    explorer = pages.menu_explorer({"a": pages.text_view("first\nmore"), "b <&>": pages.text_view("second")},
-                                   upload="imagenet")
+    explorer = pages.menu_explorer(
+        {"a": pages.text_view("first\nmore"), "b <&>": pages.text_view("second")}, upload="imagenet"
+    )
     page = explorer.html
     assert page.count('class="tlbook-view"') == 2 and page.count(" hidden>") == 1  # only the first is shown
     assert 'data-value="b &lt;&amp;&gt;"' in page  # values are escaped
@@ -72,8 +73,15 @@ def test_rows_quantized_to_int8_keep_cosine_similarities():
 def test_page_network_gives_logits_pooled_features_and_maps_of_a_torchvision_model():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
-    backbone = zoo.Backbone(name="resnet18", requested="resnet18", model=model, transforms=None, categories=[],
-                            source="random weights", head_name="fc")
+    backbone = zoo.Backbone(
+        name="resnet18",
+        requested="resnet18",
+        model=model,
+        transforms=None,
+        categories=[],
+        source="random weights",
+        head_name="fc",
+    )
     network = page_assets.page_network(backbone)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -86,8 +94,15 @@ def test_page_network_gives_logits_pooled_features_and_maps_of_a_torchvision_mod
 
 def test_page_network_refuses_vgg16():
     model = torchvision.models.vgg16(weights=None).eval()
-    backbone = zoo.Backbone(name="vgg16", requested="vgg16", model=model, transforms=None, categories=[],
-                            source="random weights", head_name="classifier.6")
+    backbone = zoo.Backbone(
+        name="vgg16",
+        requested="vgg16",
+        model=model,
+        transforms=None,
+        categories=[],
+        source="random weights",
+        head_name="classifier.6",
+    )
     with pytest.raises(ValueError, match="global average pooling|spatial mean"):
         page_assets.page_network(backbone)
 
@@ -95,6 +110,7 @@ def test_page_network_refuses_vgg16():
 def test_an_asset_is_one_classic_script(tmp_path):
     path = page_assets.write_asset(tmp_path, "demo", {"b": 2, "a": [1.5]})
     text = path.read_text()
-    assert text.splitlines()[1] == '(globalThis.tlbookAssets = globalThis.tlbookAssets || {})["demo"] = ' \
-                                   '{"a":[1.5],"b":2};'
+    assert (
+        text.splitlines()[1] == '(globalThis.tlbookAssets = globalThis.tlbookAssets || {})["demo"] = {"a":[1.5],"b":2};'
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.js"]

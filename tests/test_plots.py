@@ -19,8 +19,7 @@ def close_figures():
 
 
 def run(accuracies):
-    return History([{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "val_acc": acc}
-                    for i, acc in enumerate(accuracies)])
+    return History([{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "val_acc": acc} for i, acc in enumerate(accuracies)])
 
 
 def test_learning_curves_draw_a_mean_and_band_per_strategy():
@@ -43,12 +42,14 @@ def test_results_table_gives_mean_and_std_per_group():
         {"strategy": "frozen", "seed": 1, "test_acc": 0.94, "seconds": 5.0},
         {"strategy": "full", "seed": 0, "test_acc": 0.975, "seconds": None},
     ]
-    assert plots.results_table(rows, metrics=("test_acc", "seconds")) == "\n".join([
-        "| strategy | runs | test_acc (%) |   seconds |",
-        "|:---------|-----:|-------------:|----------:|",
-        "| frozen   |    2 |   92.0 ± 2.8 | 4.0 ± 1.4 |",
-        "| full     |    1 |         97.5 |         – |",
-    ])
+    assert plots.results_table(rows, metrics=("test_acc", "seconds")) == "\n".join(
+        [
+            "| strategy | runs | test_acc (%) |   seconds |",
+            "|:---------|-----:|-------------:|----------:|",
+            "| frozen   |    2 |   92.0 ± 2.8 | 4.0 ± 1.4 |",
+            "| full     |    1 |         97.5 |         – |",
+        ]
+    )
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
@@ -62,8 +63,7 @@ def test_confusion_matrix_counts_true_rows_and_predicted_columns():
 
 def test_prediction_grid_marks_wrong_predictions_in_red():
     images = [torch.rand(3, 8, 8) for _ in range(3)]
-    fig = plots.prediction_grid(images, [0, 1, 1], [0, 1, 0], ["cats", "dogs"], ncols=3,
-                                mean=[0.5] * 3, std=[0.25] * 3)
+    fig = plots.prediction_grid(images, [0, 1, 1], [0, 1, 0], ["cats", "dogs"], ncols=3, mean=[0.5] * 3, std=[0.25] * 3)
     titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes]
     assert titles == [("cats / cats", "black"), ("dogs / dogs", "black"), ("dogs / cats", "red")]
 

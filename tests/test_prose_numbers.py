@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 # A number (optionally signed, with thousands separators and decimals) followed by a unit.
-QUOTED = re.compile(r"(?<![\w.,])([−+-]?\d[\d,]*(?:\.\d+)?)\s?(%|×|ms\b|s\b|MB\b|GB\b|points?\b|px\b|pixels\b|"
-                    r"photos/s\b|GFLOPs\b)")
+QUOTED = re.compile(
+    r"(?<![\w.,])([−+-]?\d[\d,]*(?:\.\d+)?)\s?(%|×|ms\b|s\b|MB\b|GB\b|points?\b|px\b|pixels\b|"
+    r"photos/s\b|GFLOPs\b)"
+)
 
 # (chapter, quoted text, why no output needs to print it)
 CONSTANTS = {
@@ -66,7 +68,7 @@ def unbacked(path: Path) -> list[str]:
             if match.group(0) in allowed:
                 continue
             if not re.search(rf"(?<![\d.,]){re.escape(number)}(?![\d])", printed):
-                missing.append(f"{match.group(0)!r} in '…{text[max(0, match.start() - 40):match.end() + 10]}…'")
+                missing.append(f"{match.group(0)!r} in '…{text[max(0, match.start() - 40) : match.end() + 10]}…'")
     return missing
 
 
@@ -77,10 +79,12 @@ def test_every_quoted_number_is_printed_by_the_chapter(path):
 
 
 def test_the_check_finds_an_unbacked_number(tmp_path):
-    notebook = {"cells": [
-        {"cell_type": "markdown", "source": ["The head reached 97.5 % in 3.2 s, 12× faster."]},
-        {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "text": ["acc 97.5%\n3.2 s\n"]}]},
-    ]}
+    notebook = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["The head reached 97.5 % in 3.2 s, 12× faster."]},
+            {"cell_type": "code", "source": [], "outputs": [{"output_type": "stream", "text": ["acc 97.5%\n3.2 s\n"]}]},
+        ]
+    }
     path = tmp_path / "09_example.ipynb"
     path.write_text(json.dumps(notebook))
     assert [line.split(" in ")[0] for line in unbacked(path)] == ["'12×'"]

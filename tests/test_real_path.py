@@ -148,8 +148,14 @@ def test_reduced_folder_refuses_more_photos_than_a_class_has(tmp_path, source_ph
 
 
 def test_kernel_env_drops_the_pinned_fallback_and_points_into_scratch(tmp_path):
-    base = {"PATH": "/usr/bin", "TLHELPERS_FORCE_FALLBACK": "1", "TLHELPERS_STRICT_CHECKS": "1",
-            "TLHELPERS_DATA": "/elsewhere", "TLHELPERS_CACHE": "/home/me/.cache", "TORCH_HOME": "/home/me/torch"}
+    base = {
+        "PATH": "/usr/bin",
+        "TLHELPERS_FORCE_FALLBACK": "1",
+        "TLHELPERS_STRICT_CHECKS": "1",
+        "TLHELPERS_DATA": "/elsewhere",
+        "TLHELPERS_CACHE": "/home/me/.cache",
+        "TORCH_HOME": "/home/me/torch",
+    }
     env = rp.kernel_env(tmp_path, base)
     assert "TLHELPERS_FORCE_FALLBACK" not in env and runtime.STRICT_ENV not in env
     assert env["TLHELPERS_OFFLINE"] == "1" and env["TLHELPERS_NO_FALLBACK"] == "1" and env["PATH"] == "/usr/bin"
@@ -170,13 +176,19 @@ def _cell(source: str, *printed: str, tags=()) -> nbformat.NotebookNode:
 
 
 def test_notes_are_collected_and_errors_named():
-    good = new_notebook(cells=[
-        new_markdown_cell("# A chapter"),
-        _cell("print(backbone.source)", "torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k), from the cache\n"),
-        _cell("checks.expect(...)",
-              f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%).\n"
-              "an ordinary line\n"),
-    ])
+    good = new_notebook(
+        cells=[
+            new_markdown_cell("# A chapter"),
+            _cell(
+                "print(backbone.source)", "torchvision ResNet18_Weights.IMAGENET1K_V1 (ImageNet-1k), from the cache\n"
+            ),
+            _cell(
+                "checks.expect(...)",
+                f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%).\n"
+                "an ordinary line\n",
+            ),
+        ]
+    )
     failures, notes = rp.check_executed(good, completed=True)
     assert failures == []
     assert notes == [f"{checks.NOTE_PREFIX} the coffee is an espresso (the book saw 95%; this run saw 3%)."]
@@ -199,34 +211,51 @@ def test_the_runner_and_the_book_agree_on_the_note_prefix():
 
 
 def test_cell_indices_are_those_of_the_source_notebook():
-    executed = new_notebook(cells=[
-        new_markdown_cell("papermill's error banner", metadata={"tags": ["papermill-error-cell-tag"]}),
-        _cell("FULL_BUDGET = False", tags=["parameters"]),
-        _cell("# Parameters\nFULL_BUDGET = True", tags=["injected-parameters"]),
-        _cell("x = 1"),
-    ])
-    executed.cells[3].outputs = [new_output("error", ename="NameError", evalue="name 'y' is not defined",
-                                            traceback=["\x1b[0;31mNameError\x1b[0m", "----> 1 x = y"])]
+    executed = new_notebook(
+        cells=[
+            new_markdown_cell("papermill's error banner", metadata={"tags": ["papermill-error-cell-tag"]}),
+            _cell("FULL_BUDGET = False", tags=["parameters"]),
+            _cell("# Parameters\nFULL_BUDGET = True", tags=["injected-parameters"]),
+            _cell("x = 1"),
+        ]
+    )
+    executed.cells[3].outputs = [
+        new_output(
+            "error",
+            ename="NameError",
+            evalue="name 'y' is not defined",
+            traceback=["\x1b[0;31mNameError\x1b[0m", "----> 1 x = y"],
+        )
+    ]
     assert [str(f) for f in rp.cell_errors(executed)] == ["cell 1: NameError: name 'y' is not defined  [line 1: x = y]"]
 
 
-@pytest.mark.parametrize("cells, problem", [
-    ([_cell("FULL_BUDGET = False\nQUICK_RUN = False", tags=["parameters"])], None),
-    ([_cell("QUICK_RUN = False", tags=["parameters"])], None),  # FULL_BUDGET unused: injected, harmless
-    ([_cell("x = 1")], None),  # a chapter without knobs
-    ([_cell("FULL_BUDGET = False\nQUICK_RUN = False")], "FULL_BUDGET, QUICK_RUN is assigned outside"),
-    ([_cell("QUICK_RUN = False", tags=["parameters"]), _cell("FULL_BUDGET = True")], "FULL_BUDGET is assigned outside"),
-])
+@pytest.mark.parametrize(
+    "cells, problem",
+    [
+        ([_cell("FULL_BUDGET = False\nQUICK_RUN = False", tags=["parameters"])], None),
+        ([_cell("QUICK_RUN = False", tags=["parameters"])], None),  # FULL_BUDGET unused: injected, harmless
+        ([_cell("x = 1")], None),  # a chapter without knobs
+        ([_cell("FULL_BUDGET = False\nQUICK_RUN = False")], "FULL_BUDGET, QUICK_RUN is assigned outside"),
+        (
+            [_cell("QUICK_RUN = False", tags=["parameters"]), _cell("FULL_BUDGET = True")],
+            "FULL_BUDGET is assigned outside",
+        ),
+    ],
+)
 def test_the_parameters_cell_contract(cells, problem):
     found = rp.parameters_problem(new_notebook(cells=cells))
     assert found == problem if problem is None else problem in found
 
 
-@pytest.mark.parametrize("cells, reads", [
-    ([_cell("FULL_BUDGET = False", tags=["parameters"]), _cell("n = 10 if FULL_BUDGET else 2")], True),
-    ([_cell("QUICK_RUN = False", tags=["parameters"]), _cell("x = 1")], False),
-    ([new_markdown_cell("Set `FULL_BUDGET = True` on a GPU."), _cell("x = 1")], False),  # prose is not code
-])
+@pytest.mark.parametrize(
+    "cells, reads",
+    [
+        ([_cell("FULL_BUDGET = False", tags=["parameters"]), _cell("n = 10 if FULL_BUDGET else 2")], True),
+        ([_cell("QUICK_RUN = False", tags=["parameters"]), _cell("x = 1")], False),
+        ([new_markdown_cell("Set `FULL_BUDGET = True` on a GPU."), _cell("x = 1")], False),  # prose is not code
+    ],
+)
 def test_the_full_run_is_skipped_only_where_it_would_repeat_the_cpu_run(cells, reads):
     assert rp.reads_full_budget(new_notebook(cells=cells)) is reads
 
@@ -246,18 +275,26 @@ def test_a_cell_that_raises_fails_the_run_and_is_named(tmp_path):
     assert os.environ.get("TLHELPERS_FORCE_FALLBACK") == "1", "conftest pins the fallback in this process"
     notebook = tmp_path / "chapter" / "09_tiny.ipynb"
     notebook.parent.mkdir()
-    nbformat.write(new_notebook(cells=[
-        new_markdown_cell("# Tiny"),
-        new_code_cell("FULL_BUDGET = False\nQUICK_RUN = False", metadata={"tags": ["parameters"]}),
-        new_code_cell("import os\n"
-                      "print('knobs', FULL_BUDGET, QUICK_RUN)\n"
-                      "print('env', os.environ.get('TLHELPERS_FORCE_FALLBACK'),"
-                      " os.environ.get('TLHELPERS_STRICT_CHECKS'),"
-                      " os.environ['TLHELPERS_OFFLINE'])\n"
-                      f"print({checks.NOTE_PREFIX!r}, 'something else happened')"),
-        new_code_cell("raise ValueError('Cannot draw 30 images per class')"),
-        new_code_cell("print('never reached')"),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_markdown_cell("# Tiny"),
+                new_code_cell("FULL_BUDGET = False\nQUICK_RUN = False", metadata={"tags": ["parameters"]}),
+                new_code_cell(
+                    "import os\n"
+                    "print('knobs', FULL_BUDGET, QUICK_RUN)\n"
+                    "print('env', os.environ.get('TLHELPERS_FORCE_FALLBACK'),"
+                    " os.environ.get('TLHELPERS_STRICT_CHECKS'),"
+                    " os.environ['TLHELPERS_OFFLINE'])\n"
+                    f"print({checks.NOTE_PREFIX!r}, 'something else happened')"
+                ),
+                new_code_cell("raise ValueError('Cannot draw 30 images per class')"),
+                new_code_cell("print('never reached')"),
+            ],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        ),
+        notebook,
+    )
     stored = notebook.read_bytes()
     scratch = tmp_path / "scratch"
     (scratch / "tmp").mkdir(parents=True)
@@ -280,10 +317,15 @@ def test_a_cell_that_raises_fails_the_run_and_is_named(tmp_path):
 @pytest.mark.slow
 def test_a_cell_past_the_timeout_fails_the_run(tmp_path):
     notebook = tmp_path / "10_slow.ipynb"
-    nbformat.write(new_notebook(cells=[
-        new_code_cell("FULL_BUDGET = False\nQUICK_RUN = False", metadata={"tags": ["parameters"]}),
-        new_code_cell("import time\ntime.sleep(60)"),
-    ]), notebook)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_code_cell("FULL_BUDGET = False\nQUICK_RUN = False", metadata={"tags": ["parameters"]}),
+                new_code_cell("import time\ntime.sleep(60)"),
+            ]
+        ),
+        notebook,
+    )
     run = rp.execute(notebook, tmp_path / "10_slow.cpu.ipynb", "cpu", rp.kernel_env(tmp_path / "scratch"), timeout=2)
     assert [f.cell for f in run.failures] == [1] and run.failures[0].error.startswith("timed out after 2 s")
     assert run.seconds < 30

@@ -28,8 +28,11 @@ def test_class_colours_are_fixed_for_the_book_classes_and_cycle_for_others():
     assert other.startswith("#") and other == plots.class_color("zebra", 1)
 
 
-@pytest.mark.parametrize("picture", [Image.new("RGB", (5, 4), (255, 0, 0)), np.zeros((4, 5, 3), np.uint8) + 255,
-                                     torch.ones(3, 4, 5)], ids=["pil", "hwc", "chw"])
+@pytest.mark.parametrize(
+    "picture",
+    [Image.new("RGB", (5, 4), (255, 0, 0)), np.zeros((4, 5, 3), np.uint8) + 255, torch.ones(3, 4, 5)],
+    ids=["pil", "hwc", "chw"],
+)
 def test_to_image_gives_hwc_floats_in_unit_range(picture):
     x = plots.to_image(picture)
     assert x.shape == (4, 5, 3) and x.dtype.kind == "f" and 0 <= x.min() and x.max() <= 1

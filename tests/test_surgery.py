@@ -26,9 +26,11 @@ class ToyNet(nn.Module):
 
 def on_meta(build):
     """Build a big architecture without allocating or initialising its weights (fast)."""
+
     def built():
         with torch.device("meta"):
             return build()
+
     return built
 
 
@@ -112,15 +114,28 @@ def test_prefixes_match_whole_dotted_names_and_typos_raise():
 
 def test_blocks_of_the_three_book_models():
     assert [b.name for b in surgery.blocks(models.resnet18(weights=None))] == [
-        "conv1+bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+        "conv1+bn1",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "fc",
+    ]
     vgg_blocks = surgery.blocks(on_meta(lambda: models.vgg16(weights=None))())
     assert [b.name for b in vgg_blocks] == [
-        "features.0-4", "features.5-9", "features.10-16", "features.17-23", "features.24-30",
-        "classifier.0-5", "classifier.6"]
+        "features.0-4",
+        "features.5-9",
+        "features.10-16",
+        "features.17-23",
+        "features.24-30",
+        "classifier.0-5",
+        "classifier.6",
+    ]
     assert vgg_blocks[0].prefixes == ("features.0", "features.2")
     assert vgg_blocks[-2].prefixes == ("classifier.0", "classifier.3")
     assert [b.name for b in surgery.blocks(zoo.architecture("efficientnet_lite0"))] == (
-        ["conv_stem+bn1"] + [f"blocks.{i}" for i in range(7)] + ["conv_head+bn2", "classifier"])
+        ["conv_stem+bn1"] + [f"blocks.{i}" for i in range(7)] + ["conv_head+bn2", "classifier"]
+    )
 
 
 BLOCK_MODELS = [
@@ -173,18 +188,26 @@ def test_trainable_summary_rows_and_table():
     surgery.freeze_all_but_head(model)
     rows = surgery.trainable_summary(model)
     assert [(r.name, r.trainable, r.total) for r in rows] == [
-        ("conv1", 0, 112), ("bn1", 0, 8), ("layer1", 0, 312), ("layer10", 0, 72), ("fc", 27, 27), ("total", 27, 531)]
-    assert surgery.format_summary(rows) == "\n".join([
-        "module   trainable  total  trainable %",
-        "-------  ---------  -----  -----------",
-        "conv1            0    112          0.0",
-        "bn1              0      8          0.0",
-        "layer1           0    312          0.0",
-        "layer10          0     72          0.0",
-        "fc              27     27        100.0",
-        "-------  ---------  -----  -----------",
-        "total           27    531          5.1",
-    ])
+        ("conv1", 0, 112),
+        ("bn1", 0, 8),
+        ("layer1", 0, 312),
+        ("layer10", 0, 72),
+        ("fc", 27, 27),
+        ("total", 27, 531),
+    ]
+    assert surgery.format_summary(rows) == "\n".join(
+        [
+            "module   trainable  total  trainable %",
+            "-------  ---------  -----  -----------",
+            "conv1            0    112          0.0",
+            "bn1              0      8          0.0",
+            "layer1           0    312          0.0",
+            "layer10          0     72          0.0",
+            "fc              27     27        100.0",
+            "-------  ---------  -----  -----------",
+            "total           27    531          5.1",
+        ]
+    )
     table = surgery.format_summary(surgery.trainable_summary(models.resnet18(weights=None)))
     assert table.splitlines()[-1].split() == ["total", "11,689,512", "11,689,512", "100.0"]
 
@@ -222,8 +245,14 @@ def test_inference_helpers_leave_the_callers_model_as_it_was():
 
     from tlhelpers import activations, train, tta
 
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
     loader = DataLoader(TensorDataset(torch.randn(6, 3, 8, 8), torch.tensor([0, 1] * 3)), batch_size=3)
     model.train()
     train.evaluate(model, loader)

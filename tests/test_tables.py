@@ -4,10 +4,21 @@ from tlhelpers import tables
 
 
 def test_text_table_aligns_widens_and_rules():
-    table = tables.text(("name", "n"), [("a", "1"), ("longer", "22"), ("total", "23")], min_widths=(0, 3),
-                        header_rule=True, rule_before=[2])
-    assert table.splitlines() == ["name      n", "------  ---", "a         1", "longer   22", "------  ---",
-                                  "total    23"]
+    table = tables.text(
+        ("name", "n"),
+        [("a", "1"), ("longer", "22"), ("total", "23")],
+        min_widths=(0, 3),
+        header_rule=True,
+        rule_before=[2],
+    )
+    assert table.splitlines() == [
+        "name      n",
+        "------  ---",
+        "a         1",
+        "longer   22",
+        "------  ---",
+        "total    23",
+    ]
 
 
 def test_markdown_table_padded_and_plain():

@@ -12,9 +12,15 @@ from tlhelpers.train import HISTORY_FIELDS, History
 
 def toy_cnn(num_classes: int = 2) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, num_classes),
     )
 
 
@@ -24,8 +30,10 @@ def toy_loaders(n: int = 32, batch_size: int = 8):
     y = torch.arange(n) % 2
     x = torch.randn(n, 3, 8, 8, generator=generator) + 2.0 * y.view(-1, 1, 1, 1)
     data = TensorDataset(x, y)
-    return (DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator),
-            DataLoader(data, batch_size=batch_size))
+    return (
+        DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator),
+        DataLoader(data, batch_size=batch_size),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +105,11 @@ def test_frozen_batchnorm_statistics_do_not_move_during_fit():
     torch.manual_seed(0)
     model = toy_cnn()
     surgery.freeze_all_but_head(model)
-    stats = {name: (m.running_mean.clone(), m.running_var.clone())
-             for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    stats = {
+        name: (m.running_mean.clone(), m.running_var.clone())
+        for name, m in model.named_modules()
+        if isinstance(m, nn.BatchNorm2d)
+    }
     frozen = {name: p.clone() for name, p in model.named_parameters() if not p.requires_grad}
     train.fit(model, toy_loaders()[0], epochs=1, device="cpu", progress=False)
     for name, (mean, var) in stats.items():
@@ -118,8 +129,9 @@ def test_fit_skips_none_batches_and_steps_the_scheduler():
     batches = [None] + list(toy_loaders()[0]) + [None]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
-    history = train.fit(model, batches, epochs=2, optimizer=optimizer, scheduler=scheduler,
-                        device="cpu", progress=False)
+    history = train.fit(
+        model, batches, epochs=2, optimizer=optimizer, scheduler=scheduler, device="cpu", progress=False
+    )
     assert history.column("lr") == [0.1, 0.05]
     assert history.column("val_acc") == [None, None]
 

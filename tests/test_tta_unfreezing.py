@@ -45,12 +45,30 @@ def loaders():
 def test_gradual_fit_keeps_the_body_still_in_its_first_stage():
     model = toy()
     body_before = model[0].weight.detach().clone()
-    history = unfreezing.gradual_fit(model, loaders(), head_epochs=2, epochs=2, head_lr=1e-2, body_lr=1e-3,
-                                     head_name="2", progress=False, device="cpu")
+    history = unfreezing.gradual_fit(
+        model,
+        loaders(),
+        head_epochs=2,
+        epochs=2,
+        head_lr=1e-2,
+        body_lr=1e-3,
+        head_name="2",
+        progress=False,
+        device="cpu",
+    )
     assert len(history) == 2 and torch.equal(model[0].weight, body_before)
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again for what follows
-    history = unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=3, head_lr=1e-2, body_lr=1e-3,
-                                     head_name="2", progress=False, device="cpu")
+    history = unfreezing.gradual_fit(
+        model,
+        loaders(),
+        head_epochs=1,
+        epochs=3,
+        head_lr=1e-2,
+        body_lr=1e-3,
+        head_name="2",
+        progress=False,
+        device="cpu",
+    )
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert not torch.equal(model[0].weight, body_before)
 
@@ -64,8 +82,17 @@ def test_an_interrupted_gradual_fit_leaves_the_body_trainable(monkeypatch):
     model = toy()
     monkeypatch.setattr(train, "fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=2, head_lr=1e-2, body_lr=1e-3,
-                               head_name="2", progress=False, device="cpu")
+        unfreezing.gradual_fit(
+            model,
+            loaders(),
+            head_epochs=1,
+            epochs=2,
+            head_lr=1e-2,
+            body_lr=1e-3,
+            head_name="2",
+            progress=False,
+            device="cpu",
+        )
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -73,8 +100,18 @@ def test_gradual_fit_with_a_schedule_and_discriminative_rates():
     from tlhelpers import schedules
 
     model = toy()
-    history = unfreezing.gradual_fit(model, loaders(), head_epochs=1, epochs=2, head_lr=1e-2, body_lr=1e-3,
-                                     head_name="2", schedule=schedules.one_cycle, progress=False, device="cpu")
+    history = unfreezing.gradual_fit(
+        model,
+        loaders(),
+        head_epochs=1,
+        epochs=2,
+        head_lr=1e-2,
+        body_lr=1e-3,
+        head_name="2",
+        schedule=schedules.one_cycle,
+        progress=False,
+        device="cpu",
+    )
     assert len(history) == 2
     groups = unfreezing.stage_groups(model, head_name="2")
     assert len(groups["head"]) == 2 and len(groups["body"]) == 2

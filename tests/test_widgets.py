@@ -31,16 +31,27 @@ def png_bytes(colour="red", size=(6, 4)) -> bytes:
 
 def value_v8(files: dict[str, bytes]) -> tuple[dict, ...]:
     """``FileUpload.value`` as ipywidgets 8 sets it: a tuple of dicts, content as memoryview."""
-    return tuple({"name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
-                  "last_modified": 1700000000000} for name, content in files.items())
+    return tuple(
+        {
+            "name": name,
+            "type": "image/png",
+            "size": len(content),
+            "content": memoryview(content),
+            "last_modified": 1700000000000,
+        }
+        for name, content in files.items()
+    )
 
 
 def value_v7(files: dict[str, bytes]) -> dict[str, dict]:
     """``FileUpload.value`` as ipywidgets 7.7 (Google Colab) sets it: {name: {"metadata", "content": bytes}}."""
-    return {name: {"metadata": {"name": name, "type": "image/png", "size": len(content),
-                                "lastModified": 1700000000000},
-                   "content": content}
-            for name, content in files.items()}
+    return {
+        name: {
+            "metadata": {"name": name, "type": "image/png", "size": len(content), "lastModified": 1700000000000},
+            "content": content,
+        }
+        for name, content in files.items()
+    }
 
 
 @pytest.mark.parametrize("shape", [value_v7, value_v8], ids=["ipywidgets7", "ipywidgets8"])
@@ -89,8 +100,11 @@ def test_prediction_explorer_says_why_an_upload_is_unusable(capsys):
     explorer = widgets.prediction_explorer({"chelsea": Image.new("RGB", (8, 8))}, lambda image: [("x", 1.0)])
     upload, choice = find(explorer.widget, w.FileUpload), find(explorer.widget, w.Dropdown)
     capsys.readouterr()
-    upload.notify_change(Bunch(name="value", old=upload.value, new=value_v7({"notes.txt": b"not a picture"}),
-                               owner=upload, type="change"))
+    upload.notify_change(
+        Bunch(
+            name="value", old=upload.value, new=value_v7({"notes.txt": b"not a picture"}), owner=upload, type="change"
+        )
+    )
     assert list(choice.options) == ["chelsea"]
     # Outside a kernel the Output widget does not capture: what it would show reaches stdout.
     assert "Cannot use notes.txt: not an image file" in capsys.readouterr().out
@@ -107,8 +121,11 @@ def test_search_explorer_searches_with_an_upload(shape):
     explorer = widgets.search_explorer({"first": Image.new("RGB", (8, 8), "grey")}, search, title="most similar")
     upload, choice = find(explorer.widget, w.FileUpload), find(explorer.widget, w.Dropdown)
     assert set(queries) == {(8, 8)}
-    upload.notify_change(Bunch(name="value", old=upload.value, new=shape({"mine.png": png_bytes(size=(6, 4))}),
-                               owner=upload, type="change"))
+    upload.notify_change(
+        Bunch(
+            name="value", old=upload.value, new=shape({"mine.png": png_bytes(size=(6, 4))}), owner=upload, type="change"
+        )
+    )
     assert choice.value == "uploaded: mine.png" and queries[-1] == (6, 4)
 
 
@@ -142,8 +159,15 @@ def tiny_backbone():
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
-    return zoo.Backbone(name="tiny", requested="tiny", model=model, head_name="4", categories=[],
-                        transforms=zoo.preset(16, 18, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)), source="tiny")
+    return zoo.Backbone(
+        name="tiny",
+        requested="tiny",
+        model=model,
+        head_name="4",
+        categories=[],
+        transforms=zoo.preset(16, 18, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        source="tiny",
+    )
 
 
 def test_the_teaching_tool_learns_classes_and_refuses_a_photo_in_two():
@@ -155,17 +179,20 @@ def test_the_teaching_tool_learns_classes_and_refuses_a_photo_in_two():
     names, upload = find(explorer.widget, w.Text), find(explorer.widget, w.FileUpload)
     status = find(explorer.widget, w.HTML)
     names.value = "reds, blues"
-    upload.notify_change(Bunch(name="value", old=(), new=value_v8({"r.png": png_bytes("red")}), owner=upload,
-                               type="change"))
+    upload.notify_change(
+        Bunch(name="value", old=(), new=value_v8({"r.png": png_bytes("red")}), owner=upload, type="change")
+    )
     assert "reds: 1, blues: 0" in status.value
-    upload.notify_change(Bunch(name="value", old=(), new=value_v8({"again.png": png_bytes("red")}), owner=upload,
-                               type="change"))
+    upload.notify_change(
+        Bunch(name="value", old=(), new=value_v8({"again.png": png_bytes("red")}), owner=upload, type="change")
+    )
     assert "already in class 'reds'" in status.value and "reds: 1" in status.value
 
 
 def test_upload_photo_runs_the_installed_ipywidgets_upload_path():
-    explorer = widgets.prediction_explorer({"red": Image.new("RGB", (6, 4), "red")},
-                                           lambda image: [("red", 1.0)], title="t")
+    explorer = widgets.prediction_explorer(
+        {"red": Image.new("RGB", (6, 4), "red")}, lambda image: [("red", 1.0)], title="t"
+    )
     assert widgets.upload_photo(explorer, "mine.png", png_bytes("blue")) == "uploaded: mine.png"
     assert widgets.upload_photo(explorer, "broken.png", b"not an image") == "uploaded: mine.png"
     with pytest.raises(ValueError, match="no upload button"):

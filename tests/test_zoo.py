@@ -109,8 +109,9 @@ def test_forced_fallback_wins_even_with_a_cached_checkpoint(torch_home, monkeypa
 def test_corrupt_checkpoint_gives_a_clear_error(torch_home, damage):
     path, _ = _put_checkpoint("resnet18")
     content = path.read_bytes()
-    path.write_bytes({"truncate": content[: len(content) // 2], "garbage": b"\x80not a checkpoint" * 50,
-                      "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": content[: len(content) // 2], "garbage": b"\x80not a checkpoint" * 50, "empty": b""}[damage]
+    )
     with pytest.raises(zoo.CorruptCheckpoint) as info:
         zoo.load("resnet18", fallback=None)
     assert str(path) in str(info.value)

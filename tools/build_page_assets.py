@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     for task, entry in manifest["tasks"].items():
         print(f"  {task:12s} {page_assets.megabytes(entry['bytes']):>8s}  ({', '.join(entry['assets'])})")
     for name, check in manifest["checks"].items():
-        print(f"  {name}: same top class {check['same top class']:.0%}, "
-              f"largest probability gap {check['largest probability gap']:.4f}")
+        print(
+            f"  {name}: same top class {check['same top class']:.0%}, "
+            f"largest probability gap {check['largest probability gap']:.4f}"
+        )
     print(f"page assets built in {OUT.relative_to(ROOT)} ({time.perf_counter() - start:.0f} s)")
     return 0
 

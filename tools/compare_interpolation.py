@@ -25,12 +25,15 @@ def main() -> None:
     reference = backbone.transforms
     for mode in (InterpolationMode.BILINEAR, InterpolationMode.BICUBIC):
         transform = zoo.preset(reference.crop_size[0], reference.resize_size[0], reference.mean, reference.std, mode)
-        train_fs, val_fs = (features.extract(backbone, splits[name], transform, cache_dir=args.cache_dir,
-                                             progress=False) for name in ("train", "val"))
-        accs = [heads.evaluate(heads.fit_linear(train_fs, epochs=30, seed=seed)[0], val_fs)["acc"]
-                for seed in range(5)]
-        print(f"{mode.value:8s} validation accuracy {sum(accs) / len(accs):.2%} "
-              f"(seeds: {', '.join(f'{a:.2%}' for a in accs)}; {len(val_fs)} photos)")
+        train_fs, val_fs = (
+            features.extract(backbone, splits[name], transform, cache_dir=args.cache_dir, progress=False)
+            for name in ("train", "val")
+        )
+        accs = [heads.evaluate(heads.fit_linear(train_fs, epochs=30, seed=seed)[0], val_fs)["acc"] for seed in range(5)]
+        print(
+            f"{mode.value:8s} validation accuracy {sum(accs) / len(accs):.2%} "
+            f"(seeds: {', '.join(f'{a:.2%}' for a in accs)}; {len(val_fs)} photos)"
+        )
 
 
 if __name__ == "__main__":

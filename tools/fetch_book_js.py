@@ -75,24 +75,47 @@ PACKAGES = (
     # The 1.x line is the one for ipywidgets 8 (ipywidgets 8.1 asks for ^1.0.1).
     # The bundle, its licence notice and the icon fonts it loads; not the AMD
     # builds (they need require.js) nor the 6 MB source map.
-    Package("@jupyter-widgets/html-manager", "1.0.15",
-            "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
-            folder="html-manager", strip="package/dist",
-            keep=("embed.js", "embed.js.LICENSE.txt", "*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg")),
+    Package(
+        "@jupyter-widgets/html-manager",
+        "1.0.15",
+        "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
+        folder="html-manager",
+        strip="package/dist",
+        keep=("embed.js", "embed.js.LICENSE.txt", "*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg"),
+    ),
     # MathJax 3, the version Sphinx 7 loads by default (tex-mml-chtml.js), with the
     # pieces it loads on demand: fonts, TeX extensions, the menu, accessibility.
     # The WebAssembly build of ONNX Runtime (its UMD script, the glue module and the
     # binary); the glue and binary are repacked for file:// pages (see pack_ort()).
-    Package("onnxruntime-web", "1.31.1",
-            "sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw==",
-            folder="onnxruntime-web", strip="package",
-            keep=("dist/ort.wasm.min.js", "dist/ort-wasm-simd-threaded.mjs", "dist/ort-wasm-simd-threaded.wasm",
-                  "README.md")),
-    Package("mathjax", "3.2.2",
-            "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
-            folder="mathjax", strip="package/es5",
-            keep=("tex-mml-chtml.js", "output/chtml/fonts/woff-v2/*", "input/tex/extensions/*",
-                  "input/mml/*", "ui/*", "a11y/*", "adaptors/*")),
+    Package(
+        "onnxruntime-web",
+        "1.31.1",
+        "sha512-5GeH+bWQ+HxM10z7erGlsWqryrwMbSvm/1tkIsKTT48g0fI19VXVVC435t4t7VsPdSQeS7NmuZPXrQ73k82URw==",
+        folder="onnxruntime-web",
+        strip="package",
+        keep=(
+            "dist/ort.wasm.min.js",
+            "dist/ort-wasm-simd-threaded.mjs",
+            "dist/ort-wasm-simd-threaded.wasm",
+            "README.md",
+        ),
+    ),
+    Package(
+        "mathjax",
+        "3.2.2",
+        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
+        folder="mathjax",
+        strip="package/es5",
+        keep=(
+            "tex-mml-chtml.js",
+            "output/chtml/fonts/woff-v2/*",
+            "input/tex/extensions/*",
+            "input/mml/*",
+            "ui/*",
+            "a11y/*",
+            "adaptors/*",
+        ),
+    ),
 )
 
 
@@ -104,13 +127,18 @@ def _download(package: Package) -> bytes:
     npm = shutil.which("npm")
     if npm is not None:  # npm's own client: its registry, proxy and cache settings
         with tempfile.TemporaryDirectory() as tmp:
-            result = subprocess.run([npm, "pack", package.spec, "--pack-destination", tmp, "--silent"],
-                                    cwd=tmp, capture_output=True, text=True)
+            result = subprocess.run(
+                [npm, "pack", package.spec, "--pack-destination", tmp, "--silent"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+            )
             tarballs = list(Path(tmp).glob("*.tgz"))
             if result.returncode == 0 and len(tarballs) == 1:
                 return tarballs[0].read_bytes()
-            print(f"npm pack {package.spec} failed ({result.returncode}): {result.stderr.strip()[-300:]}",
-                  file=sys.stderr)
+            print(
+                f"npm pack {package.spec} failed ({result.returncode}): {result.stderr.strip()[-300:]}", file=sys.stderr
+            )
     print(f"fetching {package.tarball_url}")
     with urllib.request.urlopen(package.tarball_url, timeout=120) as response:
         return response.read()
@@ -129,7 +157,7 @@ def fetch(package: Package) -> int:
         for member in tar.getmembers():
             if not member.isfile() or not member.name.startswith(package.strip + "/"):
                 continue
-            relative = member.name[len(package.strip) + 1:]
+            relative = member.name[len(package.strip) + 1 :]
             if ".." in Path(relative).parts or not any(fnmatch.fnmatch(relative, p) for p in package.keep):
                 continue
             target = staging / relative
@@ -170,7 +198,8 @@ def pack_ort(folder: Path) -> Path:
         "// onnxruntime-web's WebAssembly binary (gzip, base64) and its glue module, repacked\n"
         "// by tools/fetch_book_js.py so that pages opened from disk (file://) can run it.\n"
         f"globalThis.tlbookOrtRuntime = {{wasmGzipBase64: {json.dumps(packed)},\n"
-        f"  glue: {json.dumps(glue.read_text())}}};\n")
+        f"  glue: {json.dumps(glue.read_text())}}};\n"
+    )
     wasm.unlink()
     glue.unlink()
     return target

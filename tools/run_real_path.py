@@ -193,11 +193,29 @@ def install_ipywidgets(target: Path, version: str, env: dict) -> dict[str, str]:
     checking that a Python started with it imports that version.
     """
     packages = [f"ipywidgets=={version}"] + (["ipython_genutils==0.2.0"] if version.startswith("7.") else [])
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--target", str(target), *packages], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(target),
+            *packages,
+        ],
+        check=True,
+    )
     env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH", "")]))}
-    found = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+    found = subprocess.run(
+        [sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if found != version:
         raise SystemExit(f"the kernels would import ipywidgets {found}, not {version}")
     return env
@@ -255,23 +273,28 @@ def parameters_problem(notebook) -> str | None:
     ``parameters``-tagged cell, or the chapter's own value would override
     papermill's.
     """
+
     def assigns(cell, name):
         return re.search(rf"^\s*{name}\s*=", cell.source, re.M) is not None
 
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     tagged = [cell for cell in code if "parameters" in cell.get("metadata", {}).get("tags", [])]
-    misplaced = [name for name in PARAMETERS
-                 if any(assigns(cell, name) for cell in code) and not any(assigns(cell, name) for cell in tagged)]
+    misplaced = [
+        name
+        for name in PARAMETERS
+        if any(assigns(cell, name) for cell in code) and not any(assigns(cell, name) for cell in tagged)
+    ]
     if misplaced:
-        return (f"{', '.join(misplaced)} is assigned outside a cell tagged `parameters`, "
-                "so papermill's value would be overridden")
+        return (
+            f"{', '.join(misplaced)} is assigned outside a cell tagged `parameters`, "
+            "so papermill's value would be overridden"
+        )
     return None
 
 
 def reads_full_budget(notebook) -> bool:
     """Whether any code cell reads ``FULL_BUDGET``; if none does, the ``full`` run would repeat ``cpu``."""
-    return any(re.search(r"\bFULL_BUDGET\b", cell.source)
-               for cell in notebook.cells if cell.cell_type == "code")
+    return any(re.search(r"\bFULL_BUDGET\b", cell.source) for cell in notebook.cells if cell.cell_type == "code")
 
 
 def text_of(output) -> str:
@@ -292,8 +315,9 @@ def output_lines(cell) -> list[str]:
 
 def original_cells(executed) -> list[tuple[int, object]]:
     """``(index in the source notebook, cell)`` for the executed cells papermill did not add."""
-    cells = [cell for cell in executed.cells
-             if not set(cell.get("metadata", {}).get("tags", [])) & set(PAPERMILL_ADDED)]
+    cells = [
+        cell for cell in executed.cells if not set(cell.get("metadata", {}).get("tags", [])) & set(PAPERMILL_ADDED)
+    ]
     return list(enumerate(cells))
 
 
@@ -314,18 +338,27 @@ def cell_errors(executed) -> list[Failure]:
             if output.get("output_type") == "error":
                 evalue = (output.get("evalue") or "").strip().splitlines()
                 where = _error_line(output.get("traceback", []))
-                failures.append(Failure(index, f"{output.get('ename')}: {evalue[0] if evalue else ''}"
-                                        + (f"  [{where}]" if where else "")))
-        if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])) and \
-                cell.get("metadata", {}).get("papermill", {}).get("exception"):
+                failures.append(
+                    Failure(
+                        index,
+                        f"{output.get('ename')}: {evalue[0] if evalue else ''}" + (f"  [{where}]" if where else ""),
+                    )
+                )
+        if not any(o.get("output_type") == "error" for o in cell.get("outputs", [])) and cell.get("metadata", {}).get(
+            "papermill", {}
+        ).get("exception"):
             failures.append(Failure(index, "the cell did not finish (timeout or the kernel died)"))
     return failures
 
 
 def notes(executed) -> list[str]:
     """The ``Not as in the book:`` lines, in order."""
-    return [line.strip() for _, cell in original_cells(executed) for line in output_lines(cell)
-            if line.strip().startswith(NOTE_PREFIX)]
+    return [
+        line.strip()
+        for _, cell in original_cells(executed)
+        for line in output_lines(cell)
+        if line.strip().startswith(NOTE_PREFIX)
+    ]
 
 
 def check_executed(executed, completed: bool) -> tuple[list[Failure], list[str]]:
@@ -344,10 +377,20 @@ def check_executed(executed, completed: bool) -> tuple[list[Failure], list[str]]
 
 
 CHILD_FLAG = "--papermill-child"  # internal: this script, run as the papermill process of one notebook
+
+
 def papermill_command(source: Path, output: Path, budget: str, cwd: Path, timeout: int) -> list[str]:
     """The child process that executes one notebook: this script with :data:`CHILD_FLAG`."""
-    return [sys.executable, str(Path(__file__).resolve()), CHILD_FLAG, str(source), str(output), budget,
-            str(cwd), str(timeout)]
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        CHILD_FLAG,
+        str(source),
+        str(output),
+        budget,
+        str(cwd),
+        str(timeout),
+    ]
 
 
 def papermill_child(argv: list[str]) -> int:
@@ -357,10 +400,18 @@ def papermill_child(argv: list[str]) -> int:
 
     source, output, budget, cwd, timeout = argv
     try:
-        papermill.execute_notebook(source, output, parameters=BUDGETS[budget], kernel_name="python3",
-                                   language="python", cwd=cwd,
-                                   progress_bar=False, execution_timeout=int(timeout), start_timeout=120,
-                                   kernel_manager_class=patient_kernel_manager())
+        papermill.execute_notebook(
+            source,
+            output,
+            parameters=BUDGETS[budget],
+            kernel_name="python3",
+            language="python",
+            cwd=cwd,
+            progress_bar=False,
+            execution_timeout=int(timeout),
+            start_timeout=120,
+            kernel_manager_class=patient_kernel_manager(),
+        )
     except PapermillExecutionError:
         return 1  # the error is in the executed notebook, which the parent reads
     return 0
@@ -379,8 +430,9 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-def execute(notebook: Path, output: Path, budget: str, env: dict, timeout: int = CELL_TIMEOUT_S,
-            chapter: str | None = None) -> Run:
+def execute(
+    notebook: Path, output: Path, budget: str, env: dict, timeout: int = CELL_TIMEOUT_S, chapter: str | None = None
+) -> Run:
     """Execute ``notebook`` once with papermill into ``output`` and check what it printed."""
     notebook, output = Path(notebook).resolve(), Path(output).resolve()
     run = Run(chapter or notebook.stem, budget)
@@ -397,8 +449,9 @@ def execute(notebook: Path, output: Path, budget: str, env: dict, timeout: int =
     nbformat.write(source, stripped)
     command = papermill_command(stripped, output, budget, notebook.parent, timeout)
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=notebook.parent, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, env=env, cwd=notebook.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         log_text, _ = process.communicate()
     finally:
@@ -413,8 +466,7 @@ def execute(notebook: Path, output: Path, budget: str, env: dict, timeout: int =
         run.failures += failures
     if process.returncode != 0 and not any(f.cell is not None for f in run.failures):
         tail = [line for line in ANSI.sub("", log_text).strip().splitlines() if line.strip()][-3:]
-        run.failures.append(Failure(None, f"papermill exited with status {process.returncode}: "
-                                          + " | ".join(tail)))
+        run.failures.append(Failure(None, f"papermill exited with status {process.returncode}: " + " | ".join(tail)))
     return run
 
 
@@ -436,8 +488,10 @@ def select_chapters(wanted: list[str] | None) -> list[Path]:
     for item in wanted:
         matches = [p for p in available if p.stem == item.removesuffix(".ipynb") or p.stem.startswith(item)]
         if len(matches) != 1:
-            raise SystemExit(f"--chapters {item}: {'no' if not matches else 'more than one'} chapter matches; "
-                             f"choose from {', '.join(p.stem for p in available)}")
+            raise SystemExit(
+                f"--chapters {item}: {'no' if not matches else 'more than one'} chapter matches; "
+                f"choose from {', '.join(p.stem for p in available)}"
+            )
         chosen += [m for m in matches if m not in chosen]
     return chosen
 
@@ -469,9 +523,17 @@ def summarize(runs: list[Run], setup_seconds: float, total_seconds: float) -> No
         log(f"\nAll {len(runs)} runs passed on the torchvision path.")
 
 
-def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Path | None, keep: Path | None,
-            timeout: int, fail_fast: bool = False, json_path: Path | None = None,
-            ipywidgets: str | None = None) -> int:
+def run_all(
+    selected: list[Path],
+    budgets: list[str],
+    per_class: int,
+    source: Path | None,
+    keep: Path | None,
+    timeout: int,
+    fail_fast: bool = False,
+    json_path: Path | None = None,
+    ipywidgets: str | None = None,
+) -> int:
     started = time.perf_counter()
     runs: list[Run] = []
     scratch = Path(tempfile.mkdtemp(prefix="tlbook-real-path-"))
@@ -486,8 +548,10 @@ def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Pa
             env = install_ipywidgets(scratch / "ipywidgets", ipywidgets, env)
         setup_seconds = time.perf_counter() - started
         widgets_note = f"; ipywidgets {ipywidgets}" if ipywidgets else ""
-        log(f"Real path: {len(selected)} chapter(s) x budget(s) {', '.join(budgets)}; stand-in checkpoints "
-            f"(random weights), {per_class} photos per class{widgets_note}; setup {setup_seconds:.1f} s")
+        log(
+            f"Real path: {len(selected)} chapter(s) x budget(s) {', '.join(budgets)}; stand-in checkpoints "
+            f"(random weights), {per_class} photos per class{widgets_note}; setup {setup_seconds:.1f} s"
+        )
         for budget, notebook in [(budget, notebook) for budget in budgets for notebook in selected]:
             if budget == "full" and not reads_full_budget(nbformat.read(notebook, as_version=4)):
                 log(f"  {notebook.stem:26s} full  skipped: no FULL_BUDGET knob, the cpu run covers it")
@@ -495,8 +559,10 @@ def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Pa
             run = execute(notebook, out / f"{notebook.stem}.{budget}.ipynb", budget, env, timeout)
             runs.append(run)
             first = next((f for f in run.failures if f.cell is not None), run.failures[0]) if run.failures else ""
-            log(f"  {run.chapter:26s} {budget:4s} {run.seconds:7.1f} s  "
-                f"{'ok' if run.passed else 'FAILED'} ({len(run.notes)} note(s))  {first}".rstrip())
+            log(
+                f"  {run.chapter:26s} {budget:4s} {run.seconds:7.1f} s  "
+                f"{'ok' if run.passed else 'FAILED'} ({len(run.notes)} note(s))  {first}".rstrip()
+            )
             if fail_fast and not run.passed:
                 break
         total = time.perf_counter() - started
@@ -505,13 +571,30 @@ def run_all(selected: list[Path], budgets: list[str], per_class: int, source: Pa
             log(f"Executed notebooks kept in {keep}")
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps({
-                "photos_per_class": per_class, "budgets": budgets, "setup_seconds": round(setup_seconds, 2),
-                "total_seconds": round(total, 2), "target_seconds": TARGET_SECONDS,
-                "runs": [{"chapter": r.chapter, "budget": r.budget, "seconds": round(r.seconds, 2),
-                          "passed": r.passed, "notes": len(r.notes),
-                          "failures": [asdict(f) for f in r.failures]} for r in runs],
-            }, indent=2) + "\n")
+            json_path.write_text(
+                json.dumps(
+                    {
+                        "photos_per_class": per_class,
+                        "budgets": budgets,
+                        "setup_seconds": round(setup_seconds, 2),
+                        "total_seconds": round(total, 2),
+                        "target_seconds": TARGET_SECONDS,
+                        "runs": [
+                            {
+                                "chapter": r.chapter,
+                                "budget": r.budget,
+                                "seconds": round(r.seconds, 2),
+                                "passed": r.passed,
+                                "notes": len(r.notes),
+                                "failures": [asdict(f) for f in r.failures],
+                            }
+                            for r in runs
+                        ],
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
         return 0 if runs and all(run.passed for run in runs) else 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -524,26 +607,54 @@ def _terminate(signum, frame):
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Execute every chapter on the real torchvision path with stand-in checkpoints "
-                    "(random weights), without comparing outputs.",
+        "(random weights), without comparing outputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--chapters", nargs="+", metavar="CH",
-                        help="chapters to run, by file name or prefix (e.g. 01 03_freeze_vs_finetune); default: all")
-    parser.add_argument("--budget", choices=("cpu", "full", "both"), default="both",
-                        help="cpu: FULL_BUDGET=False; full: FULL_BUDGET=True; both (default). QUICK_RUN=True always")
-    parser.add_argument("--photos-per-class", type=int, default=PHOTOS_PER_CLASS, metavar="N",
-                        help=f"real photos linked per class into the reduced dataset (default {PHOTOS_PER_CLASS})")
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--chapters",
+        nargs="+",
+        metavar="CH",
+        help="chapters to run, by file name or prefix (e.g. 01 03_freeze_vs_finetune); default: all",
+    )
+    parser.add_argument(
+        "--budget",
+        choices=("cpu", "full", "both"),
+        default="both",
+        help="cpu: FULL_BUDGET=False; full: FULL_BUDGET=True; both (default). QUICK_RUN=True always",
+    )
+    parser.add_argument(
+        "--photos-per-class",
+        type=int,
+        default=PHOTOS_PER_CLASS,
+        metavar="N",
+        help=f"real photos linked per class into the reduced dataset (default {PHOTOS_PER_CLASS})",
+    )
     parser.add_argument("--data", type=Path, help="the dataset folder (default: tlhelpers.data.locate())")
-    parser.add_argument("--keep", nargs="?", type=Path, const=True, metavar="DIR",
-                        help="keep the executed notebooks (<chapter>.<budget>.ipynb) in DIR "
-                             "(default: a new folder under the system temp folder)")
-    parser.add_argument("--cell-timeout", type=int, default=CELL_TIMEOUT_S, metavar="S",
-                        help=f"seconds one cell may run (default {CELL_TIMEOUT_S})")
+    parser.add_argument(
+        "--keep",
+        nargs="?",
+        type=Path,
+        const=True,
+        metavar="DIR",
+        help="keep the executed notebooks (<chapter>.<budget>.ipynb) in DIR "
+        "(default: a new folder under the system temp folder)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=CELL_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds one cell may run (default {CELL_TIMEOUT_S})",
+    )
     parser.add_argument("-x", "--fail-fast", action="store_true", help="stop at the first run that fails")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the timings and failures as JSON")
-    parser.add_argument("--ipywidgets", metavar="VERSION",
-                        help="install this ipywidgets (from PyPI) for the kernels, e.g. 7.7.1, the series Colab "
-                             "ships; default: the environment's")
+    parser.add_argument(
+        "--ipywidgets",
+        metavar="VERSION",
+        help="install this ipywidgets (from PyPI) for the kernels, e.g. 7.7.1, the series Colab "
+        "ships; default: the environment's",
+    )
     return parser.parse_args(argv)
 
 
@@ -561,8 +672,17 @@ def main(argv=None) -> int:
         keep = Path(tempfile.mkdtemp(prefix="tlbook-real-path-executed-"))
     signal.signal(signal.SIGTERM, _terminate)  # clean up on `kill` as on Ctrl-C
     try:
-        return run_all(selected, budgets, args.photos_per_class, args.data, keep and keep.resolve(),
-                       args.cell_timeout, args.fail_fast, args.json, args.ipywidgets)
+        return run_all(
+            selected,
+            budgets,
+            args.photos_per_class,
+            args.data,
+            keep and keep.resolve(),
+            args.cell_timeout,
+            args.fail_fast,
+            args.json,
+            args.ipywidgets,
+        )
     except KeyboardInterrupt:
         log("\nInterrupted; temporary folders removed.")
         return 130

@@ -44,8 +44,17 @@ import importlib
 __version__ = "0.2.0"
 
 # The extra of pyproject.toml that installs each optional dependency.
-EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "faiss": "search", "cleanlab": "labels",
-          "torch_lr_finder": "recipes", "skimage": "samples", "torchmetrics": "detection", "pycocotools": "detection"}
+EXTRAS = {
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "onnxruntime": "onnx",
+    "faiss": "search",
+    "cleanlab": "labels",
+    "torch_lr_finder": "recipes",
+    "skimage": "samples",
+    "torchmetrics": "detection",
+    "pycocotools": "detection",
+}
 
 
 def optional(module: str):
@@ -61,5 +70,6 @@ def optional(module: str):
         if (error.name or "").split(".")[0] != top:  # a dependency of it is missing: another problem
             raise
         extra = EXTRAS.get(top, "chapters")
-        raise ModuleNotFoundError(f"{top} is not installed; it comes with pip install \"tlhelpers[{extra}]\"",
-                                  name=top) from error
+        raise ModuleNotFoundError(
+            f'{top} is not installed; it comes with pip install "tlhelpers[{extra}]"', name=top
+        ) from error

@@ -46,16 +46,19 @@ def top_blocks(model: nn.Module, k: int, head_name: str | None = None) -> list[s
     body = [block for block in surgery.blocks(model, head) if block.prefixes != (head,)]
     if k > len(body):
         raise ValueError(f"k={k}, but {type(model).__name__} has only {len(body)} blocks before its head")
-    return (body[len(body) - k:] if k else []) + [surgery.Block(head, (head,))]
+    return (body[len(body) - k :] if k else []) + [surgery.Block(head, (head,))]
 
 
 def _call_order(model: nn.Module, names: Iterable[str], example: torch.Tensor) -> list[str]:
     """The modules called ``names`` in the order a forward pass first enters them."""
     modules = dict(model.named_modules())
     order: list[str] = []
-    handles = [modules[name].register_forward_pre_hook(
-        lambda module, args, name=name: None if name in order else order.append(name))
-        for name in names]
+    handles = [
+        modules[name].register_forward_pre_hook(
+            lambda module, args, name=name: None if name in order else order.append(name)
+        )
+        for name in names
+    ]
     try:
         with torch.inference_mode():
             model.eval()(example)
@@ -82,8 +85,9 @@ def split_point(model: nn.Module, k: int, head_name: str | None = None) -> str:
     return top_blocks(model, k, head_name)[0].prefixes[0]
 
 
-def activations(model: nn.Module, batches: Iterable, k: int, head_name: str | None = None,
-                device: torch.device | str | None = None) -> TensorDataset:
+def activations(
+    model: nn.Module, batches: Iterable, k: int, head_name: str | None = None, device: torch.device | str | None = None
+) -> TensorDataset:
     """``TensorDataset(activations, labels)``: what enters the last ``k`` blocks, for every photo (chapter 5).
 
     ``batches`` yields ``(images, labels, ...)`` (a ``DataLoader``); ``None``
@@ -119,8 +123,9 @@ def activations(model: nn.Module, batches: Iterable, k: int, head_name: str | No
     return TensorDataset(torch.cat(xs), torch.cat(ys))
 
 
-def top_model(model: nn.Module, k: int, example: torch.Tensor, head_name: str | None = None,
-              atol: float = 1e-4) -> nn.Module:
+def top_model(
+    model: nn.Module, k: int, example: torch.Tensor, head_name: str | None = None, atol: float = 1e-4
+) -> nn.Module:
     """A copy of ``model`` that maps :func:`activations` to the model's outputs (chapter 5).
 
     Every module that runs before the last ``k`` blocks is replaced by
@@ -150,8 +155,10 @@ def top_model(model: nn.Module, k: int, example: torch.Tensor, head_name: str | 
         expected = reference(example)
         got = top.eval()(activations(reference, [(example, torch.zeros(len(example)))], k, head).tensors[0])
     if got.shape != expected.shape or not torch.allclose(got, expected, atol=atol, rtol=1e-4):
-        raise ValueError(f"the top of {type(model).__name__} above {keep[0]!r} does not reproduce the "
-                         "network's outputs from the cached activations")
+        raise ValueError(
+            f"the top of {type(model).__name__} above {keep[0]!r} does not reproduce the "
+            "network's outputs from the cached activations"
+        )
     return top
 
 

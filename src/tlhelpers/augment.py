@@ -23,8 +23,7 @@ from torchvision.transforms.v2 import functional as F
 POLICIES = ("none", "jitter", "trivial")
 
 
-def eval_transform(size: int, mean: Sequence[float], std: Sequence[float],
-                   resize: int | None = None) -> v2.Compose:
+def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], resize: int | None = None) -> v2.Compose:
     """Resize the short side to ``resize`` (if given), centre-crop ``size``, scale to [0, 1], normalise (chapter 5)."""
     steps = [v2.ToImage()]
     if resize is not None:
@@ -33,8 +32,14 @@ def eval_transform(size: int, mean: Sequence[float], std: Sequence[float],
     return v2.Compose(steps)
 
 
-def train_transform(size: int, mean: Sequence[float], std: Sequence[float], policy: str = "jitter",
-                    scale: tuple[float, float] = (0.35, 1.0), flip: bool = True) -> v2.Compose:
+def train_transform(
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    policy: str = "jitter",
+    scale: tuple[float, float] = (0.35, 1.0),
+    flip: bool = True,
+) -> v2.Compose:
     """A random crop of ``scale`` of the photo's area resized to ``size``, a flip, a colour policy (chapter 5).
 
     ``policy``: ``"none"``, ``"jitter"`` (brightness, contrast and saturation
@@ -73,8 +78,9 @@ def decoded(images, short_side: int) -> tuple[list[torch.Tensor], list[int]]:
     return [x.as_subclass(torch.Tensor) for x, _ in items], [int(y) for _, y in items]
 
 
-def resaved_copy(picture: Image.Image, seed: int, keep: float = 0.95, scale: float = 0.8,
-                 quality: int = 80, shift: float = 0.05) -> Image.Image:
+def resaved_copy(
+    picture: Image.Image, seed: int, keep: float = 0.95, scale: float = 0.8, quality: int = 80, shift: float = 0.05
+) -> Image.Image:
     """The photo as the web may return it: cropped, resized, recoloured, recompressed (chapters 4 and 6, indirectly).
 
     Each side keeps a random ``keep`` to 100 % of its length, the crop is

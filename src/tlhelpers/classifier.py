@@ -165,7 +165,7 @@ class Classifier:
         try:
             with surgery.evaluating(model), torch.inference_mode():
                 for start in range(0, len(images), batch_size):
-                    pictures = [_picture(item) for item in images[start:start + batch_size]]
+                    pictures = [_picture(item) for item in images[start : start + batch_size]]
                     batch = torch.stack([self.backbone.transforms(picture) for picture in pictures])
                     probabilities = model(batch.to(device)).float().softmax(1).cpu()
                     top = probabilities.topk(k, dim=1)
@@ -198,12 +198,17 @@ class Classifier:
             "tlhelpers_version": __version__,
         }
         if self.split is not None:
-            payload["split"] = {"seed": int(self.split["seed"]), "val": float(self.split["val"]),
-                                "test": float(self.split["test"])}
+            payload["split"] = {
+                "seed": int(self.split["seed"]),
+                "val": float(self.split["val"]),
+                "test": float(self.split["test"]),
+            }
         if self.fine_tuned:
             payload["backbone_state"] = {
-                name: tensor.detach().cpu().clone() for name, tensor in self.backbone.model.state_dict().items()
-                if not surgery.matches(name, self.backbone.head_name)}
+                name: tensor.detach().cpu().clone()
+                for name, tensor in self.backbone.model.state_dict().items()
+                if not surgery.matches(name, self.backbone.head_name)
+            }
         return files.save_atomically(payload, path)
 
     @classmethod
@@ -236,8 +241,9 @@ class Classifier:
             try:
                 backbone.model.load_state_dict(payload["backbone_state"], strict=False)
             except RuntimeError as error:
-                raise ClassifierFileError(f"{path} holds backbone weights that do not fit {zoo.title(name)}: "
-                                          f"{str(error).splitlines()[0]}") from error
+                raise ClassifierFileError(
+                    f"{path} holds backbone weights that do not fit {zoo.title(name)}: {str(error).splitlines()[0]}"
+                ) from error
         here = preprocessing(backbone.transforms)
         if not _same_preprocessing(here, payload["preprocessing"]):
             raise ClassifierFileError(
@@ -254,8 +260,13 @@ class Classifier:
         head = nn.Linear(in_features, out_features, bias="bias" in state)
         head.load_state_dict(state)
         try:
-            return cls(backbone, head.eval(), list(payload["classes"]), split=payload.get("split"),
-                       fine_tuned="backbone_state" in payload)
+            return cls(
+                backbone,
+                head.eval(),
+                list(payload["classes"]),
+                split=payload.get("split"),
+                fine_tuned="backbone_state" in payload,
+            )
         except ValueError as error:
             raise ClassifierFileError(f"{path} does not fit {zoo.title(name)}: {error}") from error
 
@@ -290,9 +301,14 @@ def _read_payload(path: Path) -> dict:
             f"and {FINE_TUNED_VERSION} only."
         )
     if (version == FINE_TUNED_VERSION) != isinstance(payload.get("backbone_state"), dict):
-        raise ClassifierFileError(f"{path} has classifier format version {version!r} but "
-                                  + ("no backbone weights; it is incomplete." if version == FINE_TUNED_VERSION
-                                     else "backbone weights; it is inconsistent."))
+        raise ClassifierFileError(
+            f"{path} has classifier format version {version!r} but "
+            + (
+                "no backbone weights; it is incomplete."
+                if version == FINE_TUNED_VERSION
+                else "backbone weights; it is inconsistent."
+            )
+        )
     problem = _payload_problem(payload)
     if problem:
         raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")
@@ -314,8 +330,10 @@ def _read_json_payload(path: Path) -> dict:
         except (TypeError, ValueError) as error:
             raise ClassifierFileError(f"{path} has a head that is not a matrix of numbers ({error}).") from error
     if payload.get("format_version") != FORMAT_VERSION:
-        raise ClassifierFileError(f"{path} has classifier format version {payload.get('format_version')!r}; "
-                                  f"this tlhelpers reads version {FORMAT_VERSION} only.")
+        raise ClassifierFileError(
+            f"{path} has classifier format version {payload.get('format_version')!r}; "
+            f"this tlhelpers reads version {FORMAT_VERSION} only."
+        )
     problem = _payload_problem(payload)
     if problem:
         raise ClassifierFileError(f"{path} is not a valid classifier file: {problem}.")
@@ -339,7 +357,12 @@ def _payload_problem(payload: dict) -> str | None:
     if not isinstance(classes, list) or len(classes) != weight.shape[0]:
         count = len(classes) if isinstance(classes, list) else "no"
         return f"it names {count} classes for a head with {weight.shape[0]} outputs"
-    if not isinstance(payload["preprocessing"], dict) or not {"crop_size", "resize_size", "mean", "std",
-                                                               "interpolation"} <= set(payload["preprocessing"]):
+    if not isinstance(payload["preprocessing"], dict) or not {
+        "crop_size",
+        "resize_size",
+        "mean",
+        "std",
+        "interpolation",
+    } <= set(payload["preprocessing"]):
         return "its preprocessing is incomplete"
     return None

@@ -111,7 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
     failed = 0
     # Read and classify in chunks so that thousands of paths never sit in memory at once.
     for start in range(0, len(args.images), PREDICT_BATCH):
-        chunk = args.images[start:start + PREDICT_BATCH]
+        chunk = args.images[start : start + PREDICT_BATCH]
         pictures: list = []
         for path in chunk:
             try:
@@ -147,11 +147,19 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "'export' (run with onnxruntime). Exit status 0 when every image was classified, "
         "1 when some could not be read (each is named with the reason), 2 when MODEL cannot be used.",
     )
-    parser.add_argument("model", metavar="MODEL",
-                        help="classifier file written by Classifier.save or 'train', or an .onnx file from 'export'")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="classifier file written by Classifier.save or 'train', or an .onnx file from 'export'",
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
-    parser.add_argument("--top", type=_positive_int, default=None, metavar="K",
-                        help="show only the K most likely classes (default: all)")
+    parser.add_argument(
+        "--top",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help="show only the K most likely classes (default: all)",
+    )
     parser.set_defaults(handler=run_predict)
 
 
@@ -231,8 +239,7 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
         if ckpt.exists() and not args.overwrite:
             if not checkpoint.is_checkpoint_file(ckpt):
                 return f"{ckpt} exists and was not written by tlhelpers; pass --overwrite to replace it"
-            return (f"{ckpt} holds an unfinished run: add --resume to continue it, or --overwrite to "
-                    "start again")
+            return f"{ckpt} holds an unfinished run: add --resume to continue it, or --overwrite to start again"
         return recipe.writable_output(ckpt, overwrite=True)
 
     problem = distributed.from_main(output_problem, context)
@@ -252,21 +259,42 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
     say(f"\nBackbone: {backbone.source}")
     if context.distributed:
         batch = args.batch_size or finetune.DEFAULTS[args.fine_tune]["batch_size"]
-        say(f"{context.world_size} processes ({context.device.type}), {batch // context.world_size} photos each "
-            f"per step, {batch} in all")
+        say(
+            f"{context.world_size} processes ({context.device.type}), {batch // context.world_size} photos each "
+            f"per step, {batch} in all"
+        )
     try:
         result, outcome = finetune.run(
-            args.folder, backbone, output=args.output, checkpoint_path=ckpt, resume=args.resume,
-            fine_tune=args.fine_tune, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            body_lr=args.body_lr, patience=args.patience, val=args.val, test=args.test, seed=args.seed,
-            workers=args.workers, cache=not args.no_cache, context=context, report=report, progress=progress,
-            say=say)
+            args.folder,
+            backbone,
+            output=args.output,
+            checkpoint_path=ckpt,
+            resume=args.resume,
+            fine_tune=args.fine_tune,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            body_lr=args.body_lr,
+            patience=args.patience,
+            val=args.val,
+            test=args.test,
+            seed=args.seed,
+            workers=args.workers,
+            cache=not args.no_cache,
+            context=context,
+            report=report,
+            progress=progress,
+            say=say,
+        )
     except finetune.RunRefused as error:
         return refuse(str(error), error.status)
     except finetune.Interrupted as stop:
         if context.main:
-            print(f"\nInterrupted. {stop.path} holds {stop.epochs_done} of {stop.epochs} epochs; continue with:\n"
-                  f"  {_resume_hint(args)}", file=sys.stderr)
+            print(
+                f"\nInterrupted. {stop.path} holds {stop.epochs_done} of {stop.epochs} epochs; continue with:\n"
+                f"  {_resume_hint(args)}",
+                file=sys.stderr,
+            )
         return 130
     except ValueError as error:
         return refuse(str(error), 1)
@@ -274,19 +302,26 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
         hint = " (try --no-cache)" if args.fine_tune == "head" else ""
         return refuse(f"{error.strerror or error}: {getattr(error, 'filename', '') or ''}{hint}", 2)
     counts = ", ".join(f"{name} {sum(part.values())}" for name, part in result.counts.items())
-    say(f"Split (seed {args.seed}): {counts} photos"
-        + (" (features read from the cache)" if result.from_cache else ""))
+    say(f"Split (seed {args.seed}): {counts} photos" + (" (features read from the cache)" if result.from_cache else ""))
     if outcome.resumed_from is not None:
         say(f"Resumed after epoch {outcome.resumed_from}.")
-    say(f"Best epoch: {outcome.best_epoch} of {outcome.epochs}"
-        + (f" (stopped early: {args.patience} epochs without a better validation score)"
-           if outcome.stopped_early else ""))
+    say(
+        f"Best epoch: {outcome.best_epoch} of {outcome.epochs}"
+        + (
+            f" (stopped early: {args.patience} epochs without a better validation score)"
+            if outcome.stopped_early
+            else ""
+        )
+    )
     if context.main:
         _print_accuracy(result)
         path = Path(args.output)
         print()
-        _report_saved(path, f"{path.stat().st_size / 1024:.0f} KiB"
-                      + (", fine-tuned backbone included" if args.fine_tune != "head" else ""))
+        _report_saved(
+            path,
+            f"{path.stat().st_size / 1024:.0f} KiB"
+            + (", fine-tuned backbone included" if args.fine_tune != "head" else ""),
+        )
     return 0
 
 
@@ -339,52 +374,124 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "this run, 130 when interrupted. MODEL is written atomically: an interrupted run leaves no partial file.",
     )
     parser.add_argument("folder", metavar="FOLDER", help="dataset folder with one subfolder of photos per class")
-    parser.add_argument("-o", "--output", default="model.pt", metavar="MODEL",
-                        help="classifier file to write (default: model.pt); an existing classifier file is "
-                        "replaced, any other file only with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace MODEL even when it exists and is not a classifier file, and start afresh "
-                        "over an unfinished run's checkpoint")
-    parser.add_argument("--backbone", default=None, metavar="NAME",
-                        help=f"pretrained backbone: {', '.join(BACKBONES)} "
-                        "(default: resnet18 when its ImageNet weights are available, else the packaged "
-                        "efficientnet_lite0); a backbone named here is used or the command stops")
-    parser.add_argument("--fine-tune", choices=FINE_TUNE_MODES, default="head",
-                        help="what trains: head (default; on cached features, quick), last-block (the head and "
-                        "the backbone's last block, on augmented photos) or all (the whole backbone)")
-    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                        help="at most N epochs (default: head 30, or enough for 300 steps; fine-tuning 5)")
-    parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                        help="photos per optimizer step, over all processes (default: head 64, fine-tuning 32)")
-    parser.add_argument("--lr", type=_positive_float, default=None, metavar="RATE",
-                        help="learning rate of the head (default: head 0.001, fine-tuning 0.003, with a "
-                        "warm-up cosine schedule)")
-    parser.add_argument("--body-lr", type=_positive_float, default=None, metavar="RATE",
-                        help="learning rate of the backbone's trained layers when fine-tuning (default: 0.0003)")
-    parser.add_argument("--patience", type=_non_negative_int, default=5, metavar="N",
-                        help="stop after N epochs without a better validation score (default: 5; 0: never)")
-    parser.add_argument("--workers", type=_non_negative_int, default=0, metavar="N",
-                        help="DataLoader worker processes that read and prepare photos, kept between epochs "
-                        "(default: 0, in the training process)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the interrupted run whose checkpoint is there; refused when it was made "
-                        "from another folder, other classes, another backbone or other options")
-    parser.add_argument("--checkpoint", default=None, metavar="PATH",
-                        help="checkpoint file (default: MODEL with the suffix .ckpt, e.g. model.ckpt)")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="use deterministic algorithms only (slower on GPUs; CPU runs repeat exactly anyway "
-                        "with the same number of threads)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the split, of the head's initial weights, of the batches and of the "
-                        "augmentation (default: 0)")
-    parser.add_argument("--val", type=_fraction, default=0.15, metavar="FRACTION",
-                        help="share of each class held back for validation (default: 0.15)")
-    parser.add_argument("--test", type=_fraction, default=0.15, metavar="FRACTION",
-                        help="share of each class held back for the test (default: 0.15)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="neither read nor write the feature cache (see TLHELPERS_CACHE)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="show no progress bars (they are shown only when stderr is a terminal anyway)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="model.pt",
+        metavar="MODEL",
+        help="classifier file to write (default: model.pt); an existing classifier file is "
+        "replaced, any other file only with --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace MODEL even when it exists and is not a classifier file, and start afresh "
+        "over an unfinished run's checkpoint",
+    )
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        metavar="NAME",
+        help=f"pretrained backbone: {', '.join(BACKBONES)} "
+        "(default: resnet18 when its ImageNet weights are available, else the packaged "
+        "efficientnet_lite0); a backbone named here is used or the command stops",
+    )
+    parser.add_argument(
+        "--fine-tune",
+        choices=FINE_TUNE_MODES,
+        default="head",
+        help="what trains: head (default; on cached features, quick), last-block (the head and "
+        "the backbone's last block, on augmented photos) or all (the whole backbone)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="at most N epochs (default: head 30, or enough for 300 steps; fine-tuning 5)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="photos per optimizer step, over all processes (default: head 64, fine-tuning 32)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        metavar="RATE",
+        help="learning rate of the head (default: head 0.001, fine-tuning 0.003, with a warm-up cosine schedule)",
+    )
+    parser.add_argument(
+        "--body-lr",
+        type=_positive_float,
+        default=None,
+        metavar="RATE",
+        help="learning rate of the backbone's trained layers when fine-tuning (default: 0.0003)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="stop after N epochs without a better validation score (default: 5; 0: never)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="DataLoader worker processes that read and prepare photos, kept between epochs "
+        "(default: 0, in the training process)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run whose checkpoint is there; refused when it was made "
+        "from another folder, other classes, another backbone or other options",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="checkpoint file (default: MODEL with the suffix .ckpt, e.g. model.ckpt)",
+    )
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="use deterministic algorithms only (slower on GPUs; CPU runs repeat exactly anyway "
+        "with the same number of threads)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the split, of the head's initial weights, of the batches and of the augmentation (default: 0)",
+    )
+    parser.add_argument(
+        "--val",
+        type=_fraction,
+        default=0.15,
+        metavar="FRACTION",
+        help="share of each class held back for validation (default: 0.15)",
+    )
+    parser.add_argument(
+        "--test",
+        type=_fraction,
+        default=0.15,
+        metavar="FRACTION",
+        help="share of each class held back for the test (default: 0.15)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the feature cache (see TLHELPERS_CACHE)"
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="show no progress bars (they are shown only when stderr is a terminal anyway)",
+    )
     parser.set_defaults(handler=run_train)
 
 
@@ -448,8 +555,11 @@ def run_export(args: argparse.Namespace) -> int:
     except OSError as error:
         _error(f"cannot write {out}: {error.strerror or error}")
         return 2
-    variant = "float32" if not args.int8 else ("static int8, calibrated on "
-                                               f"{len(photos)} photos" if photos else "dynamic int8")
+    variant = (
+        "float32"
+        if not args.int8
+        else (f"static int8, calibrated on {len(photos)} photos" if photos else "dynamic int8")
+    )
     _report_saved(out, f"{variant}, {out.stat().st_size / 1024:.0f} KiB")
     if args.int8 and not photos:
         print("Tip: --calibration FOLDER (training photos) gives static int8, usually faster on CPUs.")
@@ -469,19 +579,32 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         "OUT was written, 2 when MODEL cannot be used or OUT cannot be written. OUT is written atomically.",
     )
     parser.add_argument("model", metavar="MODEL", help="classifier file written by 'train' or Classifier.save")
-    parser.add_argument("--onnx", required=True, metavar="OUT",
-                        help="ONNX file to write; an existing exported file is replaced, any other file only "
-                        "with --overwrite")
+    parser.add_argument(
+        "--onnx",
+        required=True,
+        metavar="OUT",
+        help="ONNX file to write; an existing exported file is replaced, any other file only with --overwrite",
+    )
     parser.add_argument("--int8", action="store_true", help="quantize the weights to 8-bit integers")
-    parser.add_argument("--calibration", metavar="FOLDER", default=None,
-                        help="with --int8: the folder the model was trained on (one subfolder per class); "
-                        "readable photos from the training part of the split that 'train' made (its --seed, "
-                        "--val and --test, stored in MODEL) calibrate static quantization; without it --int8 "
-                        "is dynamic")
-    parser.add_argument("--calibration-size", type=_positive_int, default=64, metavar="N",
-                        help="about how many calibration photos to use, the same number per class (default: 64)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUT even when it exists and was not written by 'export'")
+    parser.add_argument(
+        "--calibration",
+        metavar="FOLDER",
+        default=None,
+        help="with --int8: the folder the model was trained on (one subfolder per class); "
+        "readable photos from the training part of the split that 'train' made (its --seed, "
+        "--val and --test, stored in MODEL) calibrate static quantization; without it --int8 "
+        "is dynamic",
+    )
+    parser.add_argument(
+        "--calibration-size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="about how many calibration photos to use, the same number per class (default: 64)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace OUT even when it exists and was not written by 'export'"
+    )
     parser.set_defaults(handler=run_export)
 
 

@@ -307,8 +307,10 @@ def scan(root: str | os.PathLike) -> ImageSet:
         labels.extend([label] * len(class_files))
     if not files:
         names = ", ".join(folder.name for folder in class_folders)
-        raise ValueError(f"No images in the class subfolders of {root} ({names}); extensions looked for: "
-                         + " ".join(IMAGE_EXTENSIONS))
+        raise ValueError(
+            f"No images in the class subfolders of {root} ({names}); extensions looked for: "
+            + " ".join(IMAGE_EXTENSIONS)
+        )
     return ImageSet(root=root, files=files, labels=labels, classes=[folder.name for folder in class_folders])
 
 
@@ -338,8 +340,8 @@ def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0
         n_test = min(round(test * len(shuffled)), len(shuffled))
         n_val = min(round(val * len(shuffled)), len(shuffled) - n_test)
         parts["test"].extend(shuffled[:n_test])
-        parts["val"].extend(shuffled[n_test:n_test + n_val])
-        parts["train"].extend(shuffled[n_test + n_val:])
+        parts["val"].extend(shuffled[n_test : n_test + n_val])
+        parts["train"].extend(shuffled[n_test + n_val :])
     return {name: images.subset(sorted(indices)) for name, indices in parts.items()}
 
 
@@ -488,8 +490,10 @@ class CheckReport:
         if self.sizes:
             widths = [w for w, _ in self.sizes]
             heights = [h for _, h in self.sizes]
-            rows = [(label, str(min(values)), str(statistics.median_low(values)), str(max(values)))
-                    for label, values in (("width", widths), ("height", heights))]
+            rows = [
+                (label, str(min(values)), str(statistics.median_low(values)), str(max(values)))
+                for label, values in (("width", widths), ("height", heights))
+            ]
             lines += ["", tables.text(("size", "min", "median", "max"), rows, min_widths=(6, 5, 6, 5))]
         if self.problems:
             lines.append("")
@@ -535,8 +539,9 @@ def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
     if not class_folders:
         loose = [entry for entry in root.iterdir() if _is_image_file(entry)]
         hint = f" ({len(loose)} images lie directly in it)" if loose else ""
-        report.messages.append(f"No class subfolders in {root}{hint}: "
-                               "put each class's images in a subfolder named after it.")
+        report.messages.append(
+            f"No class subfolders in {root}{hint}: put each class's images in a subfolder named after it."
+        )
         return report
 
     report.classes = [folder.name for folder in class_folders]
@@ -547,8 +552,9 @@ def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
         except OSError as error:
             report.messages.append(f"Cannot list {folder.name}/: {error.strerror or error}")
             entries = []
-        ignored = [entry.name for entry in entries
-                   if not _is_hidden(entry) and entry.is_file() and not _is_image_file(entry)]
+        ignored = [
+            entry.name for entry in entries if not _is_hidden(entry) and entry.is_file() and not _is_image_file(entry)
+        ]
         nested = [entry.name for entry in entries if not _is_hidden(entry) and entry.is_dir()]
         candidates = [entry for entry in entries if _is_image_file(entry)]
         for path in tqdm(candidates, desc=f"checking {folder.name}", leave=False, disable=not progress):
@@ -563,11 +569,14 @@ def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
         if usable == 0:
             report.empty_classes.append(folder.name)
         if ignored:
-            report.messages.append(f"{folder.name}/: ignored {len(ignored)} file(s) without an image extension "
-                                   f"(e.g. {ignored[0]})")
+            report.messages.append(
+                f"{folder.name}/: ignored {len(ignored)} file(s) without an image extension (e.g. {ignored[0]})"
+            )
         if nested:
-            report.messages.append(f"{folder.name}/: subfolders inside a class folder are not scanned "
-                                   f"({', '.join(nested[:3])}{' …' if len(nested) > 3 else ''})")
+            report.messages.append(
+                f"{folder.name}/: subfolders inside a class folder are not scanned "
+                f"({', '.join(nested[:3])}{' …' if len(nested) > 3 else ''})"
+            )
     if len(class_folders) == 1 and report.empty_classes and _why_not_dataset(class_folders[0]) is None:
         report.messages.append(f"{class_folders[0]} looks like the dataset folder itself: check that instead.")
     return report

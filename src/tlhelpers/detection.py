@@ -67,8 +67,10 @@ class Scene:
 
     def target(self) -> dict[str, torch.Tensor]:
         """The boxes and labels as torchvision's detection models take them."""
-        return {"boxes": torch.tensor(self.boxes, dtype=torch.float32).reshape(-1, 4),
-                "labels": torch.tensor(self.labels, dtype=torch.int64)}
+        return {
+            "boxes": torch.tensor(self.boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(self.labels, dtype=torch.int64),
+        }
 
 
 @dataclass
@@ -95,8 +97,7 @@ class SceneSet:
 
     def counts(self) -> dict[str, int]:
         """Objects per class name."""
-        found = np.bincount([label - 1 for scene in self.scenes for label in scene.labels],
-                            minlength=len(self.classes))
+        found = np.bincount([label - 1 for scene in self.scenes for label in scene.labels], minlength=len(self.classes))
         return {name: int(n) for name, n in zip(self.classes, found)}
 
     def images(self) -> torch.Tensor:
@@ -144,8 +145,15 @@ def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def make_scenes(images: data.ImageSet, n: int, size: int = 160, seed: int = 0, max_animals: int = 3,
-                scale: tuple[float, float] = (0.3, 0.6), progress: bool = False) -> SceneSet:
+def make_scenes(
+    images: data.ImageSet,
+    n: int,
+    size: int = 160,
+    seed: int = 0,
+    max_animals: int = 3,
+    scale: tuple[float, float] = (0.3, 0.6),
+    progress: bool = False,
+) -> SceneSet:
     """``n`` scenes of ``size`` × ``size`` pixels from the photos of ``images`` (chapter 9).
 
     Each scene gets 1 to ``max_animals`` photos on a :func:`texture`: the
@@ -252,9 +260,19 @@ class Pyramid(nn.Module):
         return self.fpn(self.body(x))
 
 
-def build(model: nn.Module, name: str, num_classes: int, scene_size: int, mean, std, anchors,
-          freeze_body: bool = False, frozen_batchnorm: bool = True, channels: int = 64,
-          representation: int = 128) -> nn.Module:
+def build(
+    model: nn.Module,
+    name: str,
+    num_classes: int,
+    scene_size: int,
+    mean,
+    std,
+    anchors,
+    freeze_body: bool = False,
+    frozen_batchnorm: bool = True,
+    channels: int = 64,
+    representation: int = 128,
+) -> nn.Module:
     """A Faster R-CNN detector on the classifier ``model`` (a zoo architecture ``name``) (chapter 9).
 
     ``model`` is used as it is (copy it first to keep the original); its
@@ -292,13 +310,22 @@ def build(model: nn.Module, name: str, num_classes: int, scene_size: int, mean, 
     generator = AnchorGenerator(sizes=tuple(sizes), aspect_ratios=tuple(ratios))
     pool = MultiScaleRoIAlign(featmap_names=["0", "1"], output_size=7, sampling_ratio=2)
     return FasterRCNN(
-        pyramid, min_size=scene_size, max_size=scene_size,
-        image_mean=list(mean), image_std=list(std), rpn_anchor_generator=generator, box_roi_pool=pool,
+        pyramid,
+        min_size=scene_size,
+        max_size=scene_size,
+        image_mean=list(mean),
+        image_std=list(std),
+        rpn_anchor_generator=generator,
+        box_roi_pool=pool,
         box_head=TwoMLPHead(channels * 7 * 7, representation),
         box_predictor=FastRCNNPredictor(representation, num_classes + 1),
-        rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
-        rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=50,
-        rpn_batch_size_per_image=64, box_batch_size_per_image=32, box_detections_per_img=20,
+        rpn_pre_nms_top_n_train=300,
+        rpn_post_nms_top_n_train=100,
+        rpn_pre_nms_top_n_test=300,
+        rpn_post_nms_top_n_test=50,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=32,
+        box_detections_per_img=20,
     )
 
 
@@ -370,7 +397,8 @@ def _train_mode(detector: nn.Module) -> None:
     detector.train()
     for module in detector.modules():  # frozen BatchNorm keeps its statistics (chapter 3)
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-                p.requires_grad for p in module.parameters()):
+            p.requires_grad for p in module.parameters()
+        ):
             module.eval()
 
 
@@ -384,9 +412,18 @@ def loss(detector: nn.Module, images: torch.Tensor, targets: list[dict], body=No
     return {**rpn_losses, **head_losses}
 
 
-def fit(detector: nn.Module, scenes: SceneSet, *, epochs: int, optimizer: torch.optim.Optimizer,
-        batch_size: int = 8, seed: int = 0, body: dict | None = None, progress: bool = True,
-        device: torch.device | str | None = None) -> list[dict]:
+def fit(
+    detector: nn.Module,
+    scenes: SceneSet,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int = 8,
+    seed: int = 0,
+    body: dict | None = None,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+) -> list[dict]:
     """Train ``detector`` on ``scenes``; one row per epoch with the mean of each loss (chapter 9).
 
     The batches are shuffled by ``seed``; ``body`` (from
@@ -419,8 +456,9 @@ def fit(detector: nn.Module, scenes: SceneSet, *, epochs: int, optimizer: torch.
 
 
 @torch.inference_mode()
-def predict(detector: nn.Module, scenes: SceneSet, batch_size: int = 16, body: dict | None = None
-            ) -> list[dict[str, torch.Tensor]]:
+def predict(
+    detector: nn.Module, scenes: SceneSet, batch_size: int = 16, body: dict | None = None
+) -> list[dict[str, torch.Tensor]]:
     """Boxes, scores and labels for every scene (on the CPU), as torchvision returns them (chapter 9)."""
     detector.eval()
     images = scenes.images()
@@ -450,8 +488,7 @@ def evaluate(predictions: list[dict], scenes: SceneSet) -> dict:
 
     optional("pycocotools")  # torchmetrics' COCO backend
     metrics = optional("torchmetrics.detection")
-    metric = metrics.MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True,
-                                          extended_summary=True)
+    metric = metrics.MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True, extended_summary=True)
     metric.update([{k: v.detach().cpu() for k, v in p.items()} for p in predictions], scenes.targets())
     result = metric.compute()
     precision = result["precision"]  # IoU × recall × class × area × max detections
@@ -462,11 +499,12 @@ def evaluate(predictions: list[dict], scenes: SceneSet) -> dict:
         name = scenes.classes[label - 1]
         curve = precision[0, :, k, 0, -1].numpy()  # IoU 0.5, all areas, 100 detections
         valid = curve > -1
-        per_class[name] = {"ap_50": float(curve[valid].mean()) if valid.any() else 0.0,
-                           "ap": float(result["map_per_class"].reshape(-1)[k])}
+        per_class[name] = {
+            "ap_50": float(curve[valid].mean()) if valid.any() else 0.0,
+            "ap": float(result["map_per_class"].reshape(-1)[k]),
+        }
         curves[name] = (recall_points[valid], curve[valid])
-    return {"map_50": float(result["map_50"]), "map": float(result["map"]), "per_class": per_class,
-            "pr_curve": curves}
+    return {"map_50": float(result["map_50"]), "map": float(result["map"]), "per_class": per_class, "pr_curve": curves}
 
 
 def outcomes(prediction: dict, scene: Scene, threshold: float, iou: float = 0.5) -> dict[str, list]:
@@ -528,32 +566,52 @@ def best_threshold(predictions: list[dict], scenes: SceneSet, candidates: Iterab
 # Pictures
 # --------------------------------------------------------------------------- #
 
-OUTCOME_STYLE = {"hit": ("#009E73", "-"), "wrong class": ("#D55E00", "-"), "false alarm": ("#CC79A7", "--"),
-                 "missed": ("#E69F00", ":")}
+OUTCOME_STYLE = {
+    "hit": ("#009E73", "-"),
+    "wrong class": ("#D55E00", "-"),
+    "false alarm": ("#CC79A7", "--"),
+    "missed": ("#E69F00", ":"),
+}
 
 
-def draw(ax, image, boxes=(), labels=(), classes: Sequence[str] = (), scores=None, color="#0072B2",
-         style="-", title: str | None = None) -> None:
+def draw(
+    ax,
+    image,
+    boxes=(),
+    labels=(),
+    classes: Sequence[str] = (),
+    scores=None,
+    color="#0072B2",
+    style="-",
+    title: str | None = None,
+) -> None:
     """One picture with boxes and their labels (and scores) on a matplotlib axis (chapter 9)."""
     from matplotlib.patches import Rectangle
 
     ax.imshow(image)
     for i, (box, label) in enumerate(zip(boxes, labels)):
         x0, y0, x1, y1 = [float(v) for v in box]
-        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2,
-                               linestyle=style))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2, linestyle=style))
         text = classes[int(label) - 1] if classes else str(int(label))
         if scores is not None and scores[i] is not None:
             text += f" {float(scores[i]):.2f}"
-        ax.text(x0 + 1, y0 + 1, text, color="white", fontsize=7, va="top",
-                bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.8})
+        ax.text(
+            x0 + 1,
+            y0 + 1,
+            text,
+            color="white",
+            fontsize=7,
+            va="top",
+            bbox={"facecolor": color, "edgecolor": "none", "pad": 1, "alpha": 0.8},
+        )
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)
 
 
-def draw_outcomes(ax, scene: Scene, prediction: dict, classes: Sequence[str], threshold: float,
-                  title: str | None = None) -> dict[str, list]:
+def draw_outcomes(
+    ax, scene: Scene, prediction: dict, classes: Sequence[str], threshold: float, title: str | None = None
+) -> dict[str, list]:
     """A scene with its predictions coloured by :func:`outcomes` (misses dotted); returns them (chapter 9)."""
     found = outcomes(prediction, scene, threshold)
     ax.imshow(scene.image)
@@ -594,4 +652,3 @@ def coco_weights_reachable() -> bool:
     if runtime.flag(runtime.FORCE_FALLBACK_ENV):
         return False
     return coco_checkpoint_path().exists() or not runtime.offline()
-

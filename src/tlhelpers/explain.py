@@ -36,8 +36,14 @@ def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch
     linear head, its output) receives exactly the spatial mean of these maps.
     """
     x = _batch_of_one(image_tensor)
-    pool = next((getattr(backbone_model, name) for name in ("global_pool", "avgpool")
-                 if isinstance(getattr(backbone_model, name, None), nn.Module)), None)
+    pool = next(
+        (
+            getattr(backbone_model, name)
+            for name in ("global_pool", "avgpool")
+            if isinstance(getattr(backbone_model, name, None), nn.Module)
+        ),
+        None,
+    )
     if pool is None:
         raise ValueError(f"{NOT_CAM_ABLE}; {type(backbone_model).__name__} has no global_pool or avgpool layer")
     try:
@@ -63,8 +69,10 @@ def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch
         )
     mean = maps.mean((2, 3))
     if not torch.allclose(pooled, mean, rtol=1e-4, atol=1e-4 * (1 + mean.abs().max().item())):
-        raise ValueError(f"{NOT_CAM_ABLE}: {type(backbone_model).__name__}'s head does not receive the plain "
-                         "spatial mean of its last feature maps")
+        raise ValueError(
+            f"{NOT_CAM_ABLE}: {type(backbone_model).__name__}'s head does not receive the plain "
+            "spatial mean of its last feature maps"
+        )
     return maps[0]
 
 
@@ -85,8 +93,9 @@ def class_map(head: nn.Linear, maps: torch.Tensor, class_index: int) -> torch.Te
     return torch.einsum("k,khw->hw", weight, maps)
 
 
-def class_activation_map(backbone_model: nn.Module, head: nn.Linear, image_tensor: torch.Tensor,
-                         class_index: int | None = None) -> tuple[torch.Tensor, int]:
+def class_activation_map(
+    backbone_model: nn.Module, head: nn.Linear, image_tensor: torch.Tensor, class_index: int | None = None
+) -> tuple[torch.Tensor, int]:
     """``(cam, class_index)``: the CAM of one image as an H × W tensor in [0, 1] at the input's resolution (chapter 4).
 
     ``backbone_model`` is a zoo model (its own head is not used, only its
@@ -104,12 +113,15 @@ def class_activation_map(backbone_model: nn.Module, head: nn.Linear, image_tenso
     x = _batch_of_one(image_tensor)
     maps = feature_maps(backbone_model, x)
     if head.in_features != maps.shape[0]:
-        raise ValueError(f"the head takes {head.in_features} features but the model's last maps have "
-                         f"{maps.shape[0]} channels; it belongs to another backbone")
+        raise ValueError(
+            f"the head takes {head.in_features} features but the model's last maps have "
+            f"{maps.shape[0]} channels; it belongs to another backbone"
+        )
     with torch.no_grad():
         if class_index is None:
-            logits = F.linear(maps.mean((1, 2)), head.weight.to(maps.device),
-                              None if head.bias is None else head.bias.to(maps.device))
+            logits = F.linear(
+                maps.mean((1, 2)), head.weight.to(maps.device), None if head.bias is None else head.bias.to(maps.device)
+            )
             class_index = int(logits.argmax())
         elif not 0 <= class_index < head.out_features:
             raise IndexError(f"class_index {class_index} is out of range for {head.out_features} classes")
@@ -148,8 +160,15 @@ def overlay(ax, image, cam, alpha: float = 0.45, cmap: str = "jet"):
     height, width = pixels.shape[:2]
     heat = torch.as_tensor(cam).detach().cpu().float().numpy()
     ax.imshow(pixels)
-    artist = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1, interpolation="bilinear",
-                       extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+    artist = ax.imshow(
+        heat,
+        cmap=cmap,
+        alpha=alpha,
+        vmin=0,
+        vmax=1,
+        interpolation="bilinear",
+        extent=(-0.5, width - 0.5, height - 0.5, -0.5),
+    )
     ax.set_axis_off()
     return artist
 

@@ -81,8 +81,14 @@ def to_onnx(clf: Classifier, path: str | os.PathLike, opset: int | None = None) 
     return write_onnx(clf.model(), path, metadata(clf), crop, opset=opset)
 
 
-def write_onnx(model: torch.nn.Module, path: str | os.PathLike, values: dict[str, str], crop_size,
-               output_names: tuple[str, ...] = (OUTPUT,), opset: int | None = None) -> Path:
+def write_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    values: dict[str, str],
+    crop_size,
+    output_names: tuple[str, ...] = (OUTPUT,),
+    opset: int | None = None,
+) -> Path:
     """Export ``model`` (float32, CPU, eval mode) to ONNX at ``path``, ``values`` as metadata (chapter 7, indirectly).
 
     The one export path of the package: :func:`to_onnx` uses it for a
@@ -96,9 +102,16 @@ def write_onnx(model: torch.nn.Module, path: str | os.PathLike, values: dict[str
     example = torch.zeros(1, 3, crop_size[0], crop_size[-1])
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.inference_mode(False), torch.no_grad():
-        program = torch.onnx.export(model, (example,), dynamo=True, opset_version=opset, verbose=False,
-                                    input_names=[INPUT], output_names=list(output_names),
-                                    dynamic_shapes=({0: batch},))
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            verbose=False,
+            input_names=[INPUT],
+            output_names=list(output_names),
+            dynamic_shapes=({0: batch},),
+        )
     proto = program.model_proto
     set_metadata(proto, values)
     onnx.checker.check_model(proto, full_check=True)
@@ -135,7 +148,7 @@ class PhotoCalibration:
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._start >= len(self.photos):
             return None
-        chunk = self.photos[self._start:self._start + self.batch_size]
+        chunk = self.photos[self._start : self._start + self.batch_size]
         self._start += self.batch_size
         return {INPUT: np.stack([self._prepared(photo) for photo in chunk])}
 
@@ -147,8 +160,7 @@ class PhotoCalibration:
         return onnx_inference.preprocess(picture, self.preprocessing)
 
 
-def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static",
-             calibration_photos=None) -> Path:
+def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static", calibration_photos=None) -> Path:
     """An int8 copy of the exported model ``source`` at ``path``, its metadata kept (chapter 7).
 
     ``mode="dynamic"``: weights stored as 8-bit integers, activations
@@ -184,15 +196,29 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
             # reduce_range: weights in 7 bits.  x86 CPUs without VNNI add pairs of uint8 × int8 products
             # in 16 bits, which saturate with 8-bit weights; with 7 bits no sum can, so every CPU and
             # onnxruntime-web (the book's pages) compute the same integers, and the answers agree.
-            q.quantize_static(str(prepared), str(quantized), reader, quant_format=q.QuantFormat.QDQ,
-                              per_channel=True, reduce_range=True, activation_type=q.QuantType.QUInt8,
-                              weight_type=q.QuantType.QInt8)
+            q.quantize_static(
+                str(prepared),
+                str(quantized),
+                reader,
+                quant_format=q.QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=True,
+                activation_type=q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+            )
         model = onnx.load(str(quantized))
-    values = {key: json.dumps(info[key]) if key in ("classes", "preprocessing") else info[key]
-              for key in ("classes", "preprocessing", "backbone", "source")}
-    set_metadata(model, {"tlhelpers.format": onnx_inference.FORMAT,
-                          **{f"tlhelpers.{key}": value for key, value in values.items()},
-                          "tlhelpers.variant": "int8 weights" if mode == "weights" else f"{mode} int8"})
+    values = {
+        key: json.dumps(info[key]) if key in ("classes", "preprocessing") else info[key]
+        for key in ("classes", "preprocessing", "backbone", "source")
+    }
+    set_metadata(
+        model,
+        {
+            "tlhelpers.format": onnx_inference.FORMAT,
+            **{f"tlhelpers.{key}": value for key, value in values.items()},
+            "tlhelpers.variant": "int8 weights" if mode == "weights" else f"{mode} int8",
+        },
+    )
     onnx.checker.check_model(model)
     with _atomic_target(path) as temporary:
         onnx.save(model, str(temporary))
@@ -228,11 +254,22 @@ def int8_weights(model):
         shape[axis] = -1
         q = np.clip(np.rint(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
         model.graph.initializer.remove(initializers[name])
-        model.graph.initializer.extend([numpy_helper.from_array(q, f"{name}_int8"),
-                                        numpy_helper.from_array(scale, f"{name}_scale"),
-                                        numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero")])
-        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
-                                           [name], name=f"{name}_dequantize", axis=axis))
+        model.graph.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{name}_int8"),
+                numpy_helper.from_array(scale, f"{name}_scale"),
+                numpy_helper.from_array(np.zeros_like(scale, np.int8), f"{name}_zero"),
+            ]
+        )
+        dequantize.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{name}_int8", f"{name}_scale", f"{name}_zero"],
+                [name],
+                name=f"{name}_dequantize",
+                axis=axis,
+            )
+        )
     nodes = list(model.graph.node)
     del model.graph.node[:]
     model.graph.node.extend(dequantize + nodes)

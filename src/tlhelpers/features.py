@@ -103,8 +103,14 @@ class FeatureSet:
         if index.dtype == torch.bool:
             index = index.nonzero().flatten()
         index = index.long()
-        return FeatureSet(self.features[index], self.labels[index], [self.files[i] for i in index.tolist()],
-                          list(self.classes), {}, self.root)
+        return FeatureSet(
+            self.features[index],
+            self.labels[index],
+            [self.files[i] for i in index.tolist()],
+            list(self.classes),
+            {},
+            self.root,
+        )
 
     def select(self, images) -> FeatureSet:
         """The rows of the files of ``images`` (an ``ImageSet``), in its order (chapter 4).
@@ -125,8 +131,10 @@ class FeatureSet:
 
     def __repr__(self) -> str:
         # Machine-independent (no paths), so notebooks can print it.
-        return (f"FeatureSet({len(self):,} images × {self.dim:,} features: "
-                f"{', '.join(self.classes)}; skipped={len(self.skipped)})")
+        return (
+            f"FeatureSet({len(self):,} images × {self.dim:,} features: "
+            f"{', '.join(self.classes)}; skipped={len(self.skipped)})"
+        )
 
 
 # --------------------------------------------------------------------------- #
@@ -217,8 +225,16 @@ def cache_key(name: str, fingerprint: str, transform: Callable, images, key_extr
     """SHA-256 over everything that determines the features (see the module docstring)."""
     digest = hashlib.sha256()
     antialias = f"antialias={getattr(transform, 'antialias', None)}"
-    for part in (f"format={CACHE_FORMAT}", name, fingerprint, repr(transform), antialias, _library_versions(),
-                 repr(list(images.classes)), key_extra):
+    for part in (
+        f"format={CACHE_FORMAT}",
+        name,
+        fingerprint,
+        repr(transform),
+        antialias,
+        _library_versions(),
+        repr(list(images.classes)),
+        key_extra,
+    ):
         digest.update(part.encode() + b"\0")
     for path, label in zip(images.files, images.labels):
         size, mtime = _file_identity(Path(path))
@@ -263,8 +279,13 @@ def _payload_problem(payload, key: str, files: list[str]) -> str | None:
     if not (isinstance(features, torch.Tensor) and isinstance(labels, torch.Tensor)):
         return "has no feature tensors"
     kept = len(payload["files"])
-    if features.ndim != 2 or features.dtype != torch.float32 or features.shape[0] != kept \
-            or labels.shape != (kept,) or kept + len(payload["skipped"]) != len(files):
+    if (
+        features.ndim != 2
+        or features.dtype != torch.float32
+        or features.shape[0] != kept
+        or labels.shape != (kept,)
+        or kept + len(payload["skipped"]) != len(files)
+    ):
         return "has inconsistent shapes"
     return None
 
@@ -338,17 +359,30 @@ def extract(
         path = cache_path(resolve_cache_dir(cache_dir), name, key)
         payload = _load_cached(path, key, all_files)
         if payload is not None:
-            return FeatureSet(payload["features"], payload["labels"], list(payload["files"]),
-                              list(payload["classes"]), dict(payload["skipped"]), Path(images.root),
-                              path, from_cache=True)
+            return FeatureSet(
+                payload["features"],
+                payload["labels"],
+                list(payload["files"]),
+                list(payload["classes"]),
+                dict(payload["skipped"]),
+                Path(images.root),
+                path,
+                from_cache=True,
+            )
 
     device = torch.device(device) if device is not None else runtime.pick_device()
     dataset = data.ImageDataset(images, transform)
     # A generator of its own keeps the loader from drawing on the global random stream, so the
     # random numbers after an extraction are the same whether the cache was warm or cold.
-    loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=data.collate_skipping, pin_memory=device.type == "cuda",
-                        generator=torch.Generator())
+    loader = DataLoader(
+        _Indexed(dataset),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=data.collate_skipping,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
     chunks, labels, kept = [], [], []
     with surgery.evaluating(model, device), torch.inference_mode():
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
@@ -361,7 +395,8 @@ def extract(
     kept_set = set(kept)
     skipped = {
         all_files[i]: dataset.skipped.get(Path(images.files[i]), "unreadable")
-        for i in range(len(all_files)) if i not in kept_set
+        for i in range(len(all_files))
+        if i not in kept_set
     }
     features = torch.cat(chunks) if chunks else torch.empty(0, 0)
     result = FeatureSet(
@@ -374,11 +409,20 @@ def extract(
         cache_file=path,
     )
     if cache:
-        files.save_atomically({
-            "format": CACHE_FORMAT, "key": key, "name": name, "features": result.features,
-            "labels": result.labels, "files": result.files, "classes": result.classes,
-            "skipped": result.skipped, "all_files": all_files,
-        }, path)
+        files.save_atomically(
+            {
+                "format": CACHE_FORMAT,
+                "key": key,
+                "name": name,
+                "features": result.features,
+                "labels": result.labels,
+                "files": result.files,
+                "classes": result.classes,
+                "skipped": result.skipped,
+                "all_files": all_files,
+            },
+            path,
+        )
     return result
 
 
@@ -403,5 +447,5 @@ def clear_cache(cache_dir: str | os.PathLike | None = None) -> int:
 
 def _written_by_cache(name: str) -> bool:
     if name.startswith(".") and name.endswith(".tmp"):  # ".<file>.<random>.tmp" of save_atomically
-        name = name[1:-len(".tmp")].rpartition(".")[0]
+        name = name[1 : -len(".tmp")].rpartition(".")[0]
     return _CACHE_NAME.fullmatch(name) is not None

@@ -32,18 +32,18 @@ class _Batches(Sampler):
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=self.generator) if self.generator is not None \
-            else torch.arange(self.n)
+        order = torch.randperm(self.n, generator=self.generator) if self.generator is not None else torch.arange(self.n)
         for begin in range(0, self.n, self.batch_size):
-            yield order[begin:begin + self.batch_size]
+            yield order[begin : begin + self.batch_size]
 
 
 def _loader(fs: FeatureSet, batch_size: int, generator: torch.Generator | None = None) -> DataLoader:
     """Batches of ``(features, labels)`` sliced straight from the tensors (no per-row collation)."""
     dataset = TensorDataset(fs.features.float().cpu(), fs.labels.long().cpu())
     # The loader's own generator keeps it from drawing a seed from the global random stream.
-    return DataLoader(dataset, sampler=_Batches(len(dataset), batch_size, generator), batch_size=None,
-                      generator=torch.Generator())
+    return DataLoader(
+        dataset, sampler=_Batches(len(dataset), batch_size, generator), batch_size=None, generator=torch.Generator()
+    )
 
 
 def fit_linear(
@@ -81,8 +81,17 @@ def fit_linear(
     train_loader = _loader(train_features, batch_size, torch.Generator().manual_seed(seed))
     val_loader = _loader(val_features, EVAL_BATCH) if val_features is not None and len(val_features) else None
     with runtime.threads(1):
-        history = train.fit(head, train_loader, val_loader, epochs=epochs, optimizer=opt, device="cpu",
-                            amp=False, channels_last=False, progress=False)
+        history = train.fit(
+            head,
+            train_loader,
+            val_loader,
+            epochs=epochs,
+            optimizer=opt,
+            device="cpu",
+            amp=False,
+            channels_last=False,
+            progress=False,
+        )
     return head, history
 
 
@@ -119,8 +128,10 @@ def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> n
 def _check_width(head: nn.Module, fs: FeatureSet) -> None:
     expected = getattr(head, "in_features", None)
     if expected is not None and fs.dim != expected:
-        raise ValueError(f"the head takes {expected} features, but these have {fs.dim}: "
-                         "they come from another backbone (or another layer) than the head was trained on")
+        raise ValueError(
+            f"the head takes {expected} features, but these have {fs.dim}: "
+            "they come from another backbone (or another layer) than the head was trained on"
+        )
 
 
 def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
@@ -141,7 +152,7 @@ def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
         others[i] = False
         head = imprint(train_features.subset(others))
         with torch.inference_mode():
-            guess = head(train_features.features[i:i + 1].float()).argmax(1).item()
+            guess = head(train_features.features[i : i + 1].float()).argmax(1).item()
         correct += int(guess == train_features.labels[i].item())
         counted += 1
     return correct, counted

@@ -31,9 +31,6 @@ class UnreadableImage(Exception):
         return f"{self.path}: {self.reason}"
 
 
-
-
-
 def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
     """16-bit, 32-bit integer or float greyscale scaled (not clipped) to 8-bit ``L``."""
     values = np.asarray(image).astype(np.float64)
@@ -66,8 +63,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 # What Pillow raises for a file it cannot decode; anything else (a TypeError, say) is a bug and propagates.
-DECODE_ERRORS = (OSError, ValueError, EOFError, SyntaxError, struct.error, Image.DecompressionBombError,
-                 Image.DecompressionBombWarning)
+DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    SyntaxError,
+    struct.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
 EXIF_ERRORS = (OSError, ValueError, KeyError, SyntaxError, struct.error)
 
 
@@ -119,13 +123,14 @@ def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
                 try:
                     image = ImageOps.exif_transpose(image)
                 except EXIF_ERRORS as error:  # a broken EXIF block: the pixels are fine, keep them as stored
-                    warnings.warn(f"{path.name}: its EXIF block cannot be read ({type(error).__name__}: {error}); "
-                                  "the picture is used as stored, without turning it upright", BrokenExifWarning,
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"{path.name}: its EXIF block cannot be read ({type(error).__name__}: {error}); "
+                        "the picture is used as stored, without turning it upright",
+                        BrokenExifWarning,
+                        stacklevel=2,
+                    )
                 return to_rgb(image)
     except UnreadableImage:
         raise
     except DECODE_ERRORS as error:
         raise UnreadableImage(path, _reason(error)) from error
-
-

@@ -19,8 +19,9 @@ import torch
 from tlhelpers import optional
 
 
-def out_of_fold_probabilities(labels: torch.Tensor, fit_predict: Callable, folds: int = 5,
-                              seed: int = 0) -> torch.Tensor:
+def out_of_fold_probabilities(
+    labels: torch.Tensor, fit_predict: Callable, folds: int = 5, seed: int = 0
+) -> torch.Tensor:
     """Class probabilities of every photo from a model that never saw it (chapter 6).
 
     ``fit_predict(train_index, held_out_index)`` trains on the photos at
@@ -65,8 +66,10 @@ def find(labels: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     totals = p.sum(1, keepdims=True)
     empty = np.flatnonzero(totals[:, 0] == 0)
     if len(empty):
-        raise ValueError(f"{len(empty)} row(s) of probabilities sum to 0 (the first is row {empty[0]}): "
-                         "every photo needs probabilities")
+        raise ValueError(
+            f"{len(empty)} row(s) of probabilities sum to 0 (the first is row {empty[0]}): "
+            "every photo needs probabilities"
+        )
     p = p / totals
     found = find_label_issues(y, p, return_indices_ranked_by="self_confidence")
     return torch.as_tensor(np.asarray(found, dtype=np.int64))

@@ -43,8 +43,13 @@ def normalise(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tens
     return torch.nn.functional.normalize(x, dim=1)
 
 
-def search(queries: torch.Tensor, keys: torch.Tensor, k: int = 10, center: torch.Tensor | None = None,
-           exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def search(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int = 10,
+    center: torch.Tensor | None = None,
+    exclude_self: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` keys most similar to each query: ``(similarities, indices)``, best first (chapter 6).
 
     Exact cosine-similarity search.  ``exclude_self=True`` is for searching a
@@ -62,7 +67,7 @@ def search(queries: torch.Tensor, keys: torch.Tensor, k: int = 10, center: torch
         raise ValueError("no keys to search")
     sims, idx = [], []
     for begin in range(0, len(q), BLOCK):
-        block = q[begin:begin + BLOCK] @ x.T
+        block = q[begin : begin + BLOCK] @ x.T
         if exclude_self:
             rows = torch.arange(len(block))
             block[rows, rows + begin] = -float("inf")
@@ -72,9 +77,15 @@ def search(queries: torch.Tensor, keys: torch.Tensor, k: int = 10, center: torch
     return torch.cat(sims), torch.cat(idx)
 
 
-def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.Tensor, k: int = 10,
-                num_classes: int | None = None, center: torch.Tensor | None = None,
-                exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def knn_predict(
+    train: torch.Tensor,
+    train_labels: torch.Tensor,
+    queries: torch.Tensor,
+    k: int = 10,
+    num_classes: int | None = None,
+    center: torch.Tensor | None = None,
+    exclude_self: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k-nearest-neighbour classification: ``(predicted labels, class scores)`` (chapter 6).
 
     Each of the ``k`` most similar training photos votes for its label with
@@ -103,15 +114,17 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.
     return scores.argmax(1), scores
 
 
-def nearest(queries: torch.Tensor, keys: torch.Tensor,
-            center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(
+    queries: torch.Tensor, keys: torch.Tensor, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query, its most similar key: ``(similarity, index)`` (chapter 6)."""
     sims, idx = search(queries, keys, 1, center=center)
     return sims[:, 0], idx[:, 0]
 
 
-def duplicate_pairs(features: torch.Tensor, threshold: float, center: torch.Tensor | None = None,
-                    others: torch.Tensor | None = None) -> list[tuple[int, int, float]]:
+def duplicate_pairs(
+    features: torch.Tensor, threshold: float, center: torch.Tensor | None = None, others: torch.Tensor | None = None
+) -> list[tuple[int, int, float]]:
     """Pairs of photos whose cosine similarity is at least ``threshold``, most similar first (chapter 6).
 
     Within one collection (``others=None``) each pair ``(i, j, similarity)`` is
@@ -124,7 +137,7 @@ def duplicate_pairs(features: torch.Tensor, threshold: float, center: torch.Tens
         raise ValueError(f"the two collections have {x.shape[1]} and {y.shape[1]} features")
     pairs = []
     for begin in range(0, len(x), BLOCK):
-        block = x[begin:begin + BLOCK] @ y.T
+        block = x[begin : begin + BLOCK] @ y.T
         rows, cols = (block >= threshold).nonzero(as_tuple=True)
         rows = rows + begin
         if others is None:

@@ -75,7 +75,7 @@ def preprocess(image: Image.Image, preprocessing: dict) -> np.ndarray:
         pixels = np.pad(pixels, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2), (0, 0)))
     top = int(round((pixels.shape[0] - crop) / 2.0))
     left = int(round((pixels.shape[1] - crop) / 2.0))
-    pixels = pixels[top:top + crop, left:left + crop]
+    pixels = pixels[top : top + crop, left : left + crop]
     mean = np.asarray(preprocessing["mean"], dtype=np.float32)
     std = np.asarray(preprocessing["std"], dtype=np.float32)
     return ((pixels - mean) / std).transpose(2, 0, 1).copy()
@@ -105,15 +105,19 @@ def _session(path: Path, threads: int | None):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime's Fail, InvalidProtobuf, InvalidGraph … derive from Exception only
-        raise OnnxFileError(f"{path} cannot be read as an ONNX model ({type(error).__name__}); "
-                            "it is truncated, corrupt, or not an ONNX file.") from error
+        raise OnnxFileError(
+            f"{path} cannot be read as an ONNX model ({type(error).__name__}); "
+            "it is truncated, corrupt, or not an ONNX file."
+        ) from error
 
 
 def _metadata(session, path: Path) -> dict:
     props = session.get_modelmeta().custom_metadata_map
     if props.get("tlhelpers.format") != FORMAT:
-        raise OnnxFileError(f"{path} is an ONNX model without the metadata of a tlhelpers classifier; "
-                            "export one with python -m tlhelpers export.")
+        raise OnnxFileError(
+            f"{path} is an ONNX model without the metadata of a tlhelpers classifier; "
+            "export one with python -m tlhelpers export."
+        )
     try:
         return {
             "classes": list(json.loads(props["tlhelpers.classes"])),
@@ -167,7 +171,7 @@ class OnnxClassifier:
             raise ValueError(f"k must be at least 1, got {k}")
         results = []
         for start in range(0, len(images), batch_size):
-            probabilities = softmax(self.logits(self.batch(images[start:start + batch_size])))
+            probabilities = softmax(self.logits(self.batch(images[start : start + batch_size])))
             for row in probabilities:
                 order = np.argsort(-row, kind="stable")[:k]
                 results.append([(self.classes[i], float(row[i])) for i in order])

@@ -27,8 +27,13 @@ def max_softmax(probs: torch.Tensor) -> torch.Tensor:
     return 1 - probs.max(1).values
 
 
-def knn_distance(train: torch.Tensor, queries: torch.Tensor, k: int = 10, center: torch.Tensor | None = None,
-                 exclude_self: bool = False) -> torch.Tensor:
+def knn_distance(
+    train: torch.Tensor,
+    queries: torch.Tensor,
+    k: int = 10,
+    center: torch.Tensor | None = None,
+    exclude_self: bool = False,
+) -> torch.Tensor:
     """``1 - cosine similarity`` of each query to its k-th nearest training photo (chapter 6).
 
     ``k`` is reduced to the number of training photos; ``exclude_self`` as in

@@ -88,6 +88,7 @@ def page_network(backbone):
 
     model = copy.deepcopy(backbone.model).float().cpu().eval()
     if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+
         class TimmOutputs(nn.Module):
             def __init__(self, net):
                 super().__init__()
@@ -105,9 +106,14 @@ def page_network(backbone):
         names = get_graph_node_names(model)[1]
         if "avgpool" not in names or backbone.head_name not in names:
             raise ValueError(f"{backbone.label} has no global average pooling right before its head")
-        extractor = create_feature_extractor(model, {names[names.index("avgpool") - 1]: "maps",
-                                                     names[names.index(backbone.head_name) - 1]: "pooled",
-                                                     backbone.head_name: "logits"})
+        extractor = create_feature_extractor(
+            model,
+            {
+                names[names.index("avgpool") - 1]: "maps",
+                names[names.index(backbone.head_name) - 1]: "pooled",
+                backbone.head_name: "logits",
+            },
+        )
 
         class TorchvisionOutputs(nn.Module):
             def __init__(self, net):
@@ -142,9 +148,11 @@ def _float32(array) -> str:
 def write_asset(folder: Path, name: str, payload: dict) -> Path:
     """``<folder>/<name>.js``: a classic script that registers ``payload`` as ``tlbookAssets[name]``."""
     target = folder / f"{name}.js"
-    text = ("// Built by tools/build_page_assets.py (tlhelpers.page_assets); do not edit.\n"
-            f"(globalThis.tlbookAssets = globalThis.tlbookAssets || {{}})[{json.dumps(name)}] = "
-            f"{json.dumps(payload, sort_keys=True, separators=(',', ':'))};\n")
+    text = (
+        "// Built by tools/build_page_assets.py (tlhelpers.page_assets); do not edit.\n"
+        f"(globalThis.tlbookAssets = globalThis.tlbookAssets || {{}})[{json.dumps(name)}] = "
+        f"{json.dumps(payload, sort_keys=True, separators=(',', ':'))};\n"
+    )
     temporary = target.with_suffix(".js.tmp")
     temporary.write_text(text)
     os.replace(temporary, target)
@@ -172,8 +180,7 @@ def quantize_rows(unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime_bytes: int = 0,
-          log=print) -> dict:
+def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime_bytes: int = 0, log=print) -> dict:
     """Build every asset of the pages into ``out`` and return the manifest (``make book``).
 
     Uses the photos that :func:`tlhelpers.data.locate` finds, the split of
@@ -205,21 +212,36 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
     from tlhelpers import __version__
 
     # What a classifier file needs to name its backbone (the page writes one for the reader's own classes).
-    identity = {"name": backbone.name, "requested": backbone.requested, "label": backbone.label,
-                "source": backbone.source, "tlhelpers_version": __version__,
-                "sha256": features.model_fingerprint(backbone.model, skip=backbone.head_name)}
-    manifest = {"backbone": identity,
-                "preprocessing": prep, "assets": {}, "checks": {},
-                "runtime": {"bytes": int(runtime_bytes)}}
+    identity = {
+        "name": backbone.name,
+        "requested": backbone.requested,
+        "label": backbone.label,
+        "source": backbone.source,
+        "tlhelpers_version": __version__,
+        "sha256": features.model_fingerprint(backbone.model, skip=backbone.head_name),
+    }
+    manifest = {
+        "backbone": identity,
+        "preprocessing": prep,
+        "assets": {},
+        "checks": {},
+        "runtime": {"bytes": int(runtime_bytes)},
+    }
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         log("exporting the backbone (three outputs) and quantizing it to static int8")
-        values = {"tlhelpers.format": onnx_inference.FORMAT, "tlhelpers.classes": json.dumps(backbone.categories),
-                  "tlhelpers.preprocessing": json.dumps(prep), "tlhelpers.backbone": backbone.name,
-                  "tlhelpers.source": backbone.source, "tlhelpers.variant": "fp32"}
-        fp32 = export.write_onnx(page_network(backbone), tmp / "backbone-fp32.onnx", values, prep["crop_size"],
-                                 output_names=OUTPUTS)
+        values = {
+            "tlhelpers.format": onnx_inference.FORMAT,
+            "tlhelpers.classes": json.dumps(backbone.categories),
+            "tlhelpers.preprocessing": json.dumps(prep),
+            "tlhelpers.backbone": backbone.name,
+            "tlhelpers.source": backbone.source,
+            "tlhelpers.variant": "fp32",
+        }
+        fp32 = export.write_onnx(
+            page_network(backbone), tmp / "backbone-fp32.onnx", values, prep["crop_size"], output_names=OUTPUTS
+        )
         export.quantize(fp32, staging / "raw" / "backbone.onnx", mode=BACKBONE_MODE, calibration_photos=calibration)
         log("exporting chapter 7's classifier and quantizing it to static int8")
         clf = classifier.Classifier(backbone, head.eval(), list(animals.classes))
@@ -231,11 +253,18 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
     q, scale = quantize_rows(unit)
     np.save(staging / "raw" / "search-q.npy", q)
     np.save(staging / "raw" / "search-scale.npy", scale)
-    search_meta = {"center": center.tolist(), "labels": train_fs.labels.tolist(), "classes": list(animals.classes),
-                   "names": [str(Path(p).relative_to(root)) for p in train_fs.paths]}
+    search_meta = {
+        "center": center.tolist(),
+        "labels": train_fs.labels.tolist(),
+        "classes": list(animals.classes),
+        "names": [str(Path(p).relative_to(root)) for p in train_fs.paths],
+    }
     (staging / "raw" / "search.json").write_text(json.dumps(search_meta))
-    animals_meta = {"classes": list(animals.classes), "weight": head.weight.detach().tolist(),
-                    "bias": head.bias.detach().tolist()}
+    animals_meta = {
+        "classes": list(animals.classes),
+        "weight": head.weight.detach().tolist(),
+        "bias": head.bias.detach().tolist(),
+    }
     (staging / "raw" / "animals.json").write_text(json.dumps(animals_meta))
     (staging / "raw" / "imagenet.json").write_text(json.dumps({"categories": backbone.categories}))
 
@@ -243,31 +272,60 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
     thumbnails = [_thumbnail(p) for p in train_fs.paths]
     sizes = {}
     for name, payload in (
-        ("backbone", {"model": _b64((staging / "raw" / "backbone.onnx").read_bytes()), "outputs": list(OUTPUTS),
-                      "preprocessing": prep}),
-        ("classifier", {"model": _b64((staging / "raw" / "classifier.onnx").read_bytes()),
-                        "classes": list(animals.classes), "preprocessing": prep}),
+        (
+            "backbone",
+            {
+                "model": _b64((staging / "raw" / "backbone.onnx").read_bytes()),
+                "outputs": list(OUTPUTS),
+                "preprocessing": prep,
+            },
+        ),
+        (
+            "classifier",
+            {
+                "model": _b64((staging / "raw" / "classifier.onnx").read_bytes()),
+                "classes": list(animals.classes),
+                "preprocessing": prep,
+            },
+        ),
         ("imagenet", {"categories": backbone.categories}),
-        ("animals", {"classes": list(animals.classes), "weight": _float32(head.weight.detach().numpy()),
-                     "bias": _float32(head.bias.detach().numpy()), "features": int(head.in_features)}),
-        ("search", {"classes": list(animals.classes), "labels": train_fs.labels.tolist(),
-                    "center": _float32(center.numpy()), "q": _b64(q.tobytes()), "scale": _float32(scale),
-                    "features": int(q.shape[1]), "thumbnails": thumbnails}),
+        (
+            "animals",
+            {
+                "classes": list(animals.classes),
+                "weight": _float32(head.weight.detach().numpy()),
+                "bias": _float32(head.bias.detach().numpy()),
+                "features": int(head.in_features),
+            },
+        ),
+        (
+            "search",
+            {
+                "classes": list(animals.classes),
+                "labels": train_fs.labels.tolist(),
+                "center": _float32(center.numpy()),
+                "q": _b64(q.tobytes()),
+                "scale": _float32(scale),
+                "features": int(q.shape[1]),
+                "thumbnails": thumbnails,
+            },
+        ),
     ):
         path = write_asset(scripts, name, payload)
         sizes[name] = path.stat().st_size
-        manifest["assets"][name] = {"bytes": sizes[name],
-                                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        manifest["assets"][name] = {"bytes": sizes[name], "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     log(f"comparing the int8 files with PyTorch on {len(check)} test photos")
     models = PageModels(staging)
     manifest["checks"] = compare_with_pytorch(models, backbone, clf, check.files)
-    manifest["tasks"] = {task: {"assets": list(names), "bytes": sum(sizes[n] for n in names)}
-                         for task, names in TASK_ASSETS.items()}
+    manifest["tasks"] = {
+        task: {"assets": list(names), "bytes": sum(sizes[n] for n in names)} for task, names in TASK_ASSETS.items()
+    }
     (staging / "raw" / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     (scripts / "manifest.js").write_text(
         "// Built by tools/build_page_assets.py (tlhelpers.page_assets); do not edit.\n"
-        f"globalThis.tlbookManifest = {json.dumps(manifest, sort_keys=True)};\n")
+        f"globalThis.tlbookManifest = {json.dumps(manifest, sort_keys=True)};\n"
+    )
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -284,19 +342,25 @@ def compare_with_pytorch(models: PageModels, backbone, clf, photos) -> dict:
     batch = torch.stack([backbone.transforms(p) for p in pictures])
     with torch.inference_mode():
         imagenet_torch = backbone.model.eval()(batch).softmax(1).numpy()
-    animals_torch = np.array([[p for _, p in sorted(r, key=lambda x: clf.classes.index(x[0]))]
-                              for r in clf.rank(pictures)])
+    animals_torch = np.array(
+        [[p for _, p in sorted(r, key=lambda x: clf.classes.index(x[0]))] for r in clf.rank(pictures)]
+    )
     imagenet_page = np.stack([onnx_inference.softmax(models.outputs(p)["logits"])[0] for p in pictures])
     animals_page = np.stack([models.animals(p)["probabilities"] for p in pictures])
-    classifier_page = np.array([[p for _, p in sorted(r, key=lambda x: clf.classes.index(x[0]))]
-                                for r in models.classify(pictures)])
+    classifier_page = np.array(
+        [[p for _, p in sorted(r, key=lambda x: clf.classes.index(x[0]))] for r in models.classify(pictures)]
+    )
     result = {}
-    for name, page, torch_probs in (("backbone (ImageNet)", imagenet_page, imagenet_torch),
-                                    ("backbone + chapter 4's head", animals_page, animals_torch),
-                                    ("classifier (chapter 7)", classifier_page, animals_torch)):
-        result[name] = {"photos": len(pictures),
-                        "largest probability gap": float(np.abs(page - torch_probs).max()),
-                        "same top class": float((page.argmax(1) == torch_probs.argmax(1)).mean())}
+    for name, page, torch_probs in (
+        ("backbone (ImageNet)", imagenet_page, imagenet_torch),
+        ("backbone + chapter 4's head", animals_page, animals_torch),
+        ("classifier (chapter 7)", classifier_page, animals_torch),
+    ):
+        result[name] = {
+            "photos": len(pictures),
+            "largest probability gap": float(np.abs(page - torch_probs).max()),
+            "same top class": float((page.argmax(1) == torch_probs.argmax(1)).mean()),
+        }
     return result
 
 

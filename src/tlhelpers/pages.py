@@ -102,34 +102,47 @@ def bars(ranked: Sequence[tuple[str, float]], title: str = "") -> str:
         f'<li><span class="tlbook-bar-label">{html.escape(label)}</span>'
         f'<span class="tlbook-bar" style="--p:{p:.4f}"></span>'
         f'<span class="tlbook-bar-value">{percent(p)}</span></li>'
-        for label, p in ranked)
+        for label, p in ranked
+    )
     heading = f'<p class="tlbook-bars-title">{html.escape(title)}</p>' if title else ""
     return f'{heading}<ol class="tlbook-bars">{rows}</ol>'
 
 
 def figure(uri: str, caption: str, alt: str = "") -> str:
     """One picture with a caption under it."""
-    return (f'<figure class="tlbook-photo"><img src="{uri}" alt="{html.escape(alt or caption)}">'
-            f'<figcaption>{html.escape(caption)}</figcaption></figure>')
+    return (
+        f'<figure class="tlbook-photo"><img src="{uri}" alt="{html.escape(alt or caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
-def prediction_view(name: str, image: Image.Image, ranked: Sequence[tuple[str, float]], title: str = "",
-                    shown: Image.Image | np.ndarray | None = None) -> str:
+def prediction_view(
+    name: str,
+    image: Image.Image,
+    ranked: Sequence[tuple[str, float]],
+    title: str = "",
+    shown: Image.Image | np.ndarray | None = None,
+) -> str:
     """A photo (or ``shown``, e.g. its class activation map) beside its ranked classes (chapter 1, indirectly)."""
     summary = ranked_text(ranked)
-    return (f'<div class="tlbook-result" data-summary="{html.escape(summary)}">'
-            f'{figure(image_uri(shown if shown is not None else image), name, alt=f"{name}: {summary}")}'
-            f'<div class="tlbook-ranking">{bars(ranked, title)}</div></div>')
+    return (
+        f'<div class="tlbook-result" data-summary="{html.escape(summary)}">'
+        f"{figure(image_uri(shown if shown is not None else image), name, alt=f'{name}: {summary}')}"
+        f'<div class="tlbook-ranking">{bars(ranked, title)}</div></div>'
+    )
 
 
 def search_view(name: str, image: Image.Image, matches: Sequence[tuple[Image.Image, str]], title: str = "") -> str:
     """A query photo and its most similar photos, each with a caption such as ``0.83 cats`` (chapter 6, indirectly)."""
     summary = "; ".join(caption for _, caption in matches)
     items = figure(image_uri(image, 160), f"query: {name}") + "".join(
-        figure(image_uri(photo, 160), caption) for photo, caption in matches)
+        figure(image_uri(photo, 160), caption) for photo, caption in matches
+    )
     heading = f'<p class="tlbook-bars-title">{html.escape(title)}</p>' if title else ""
-    return (f'<div class="tlbook-result" data-summary="{html.escape(summary)}">{heading}'
-            f'<div class="tlbook-matches">{items}</div></div>')
+    return (
+        f'<div class="tlbook-result" data-summary="{html.escape(summary)}">{heading}'
+        f'<div class="tlbook-matches">{items}</div></div>'
+    )
 
 
 def text_view(text: str) -> str:
@@ -146,7 +159,9 @@ def text_view(text: str) -> str:
 def _views(values: Sequence[str], views: Mapping[str, str], selected: str) -> str:
     return "".join(
         f'<div class="tlbook-view" data-value="{html.escape(value)}"{"" if value == selected else " hidden"}>'
-        f"{views[value]}</div>" for value in values)
+        f"{views[value]}</div>"
+        for value in values
+    )
 
 
 def _notice() -> str:
@@ -158,13 +173,16 @@ def _upload(uid: str, task: str | None) -> str:
         return ""
     if task not in UPLOAD_TASKS:
         raise ValueError(f"unknown in-page task {task!r}; known: {', '.join(UPLOAD_TASKS)}")
-    return (f'<span class="tlbook-upload"><label for="{uid}-file">Your own photo:</label> '
-            f'<input type="file" id="{uid}-file" accept="image/*" disabled '
-            f'aria-describedby="{uid}-status"></span>')
+    return (
+        f'<span class="tlbook-upload"><label for="{uid}-file">Your own photo:</label> '
+        f'<input type="file" id="{uid}-file" accept="image/*" disabled '
+        f'aria-describedby="{uid}-status"></span>'
+    )
 
 
-def menu_explorer(views: Mapping[str, str], label: str = "Photo:", upload: str | None = None,
-                  widget=None) -> LiveExplorer:
+def menu_explorer(
+    views: Mapping[str, str], label: str = "Photo:", upload: str | None = None, widget=None
+) -> LiveExplorer:
     """A menu over stored views, plus an optional in-page upload (chapter 1, indirectly).
 
     ``views`` maps each menu entry to its HTML (see :func:`prediction_view`,
@@ -178,13 +196,17 @@ def menu_explorer(views: Mapping[str, str], label: str = "Photo:", upload: str |
     values = list(views)
     options = "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in values)
     config = json.dumps({"control": "menu", "upload": upload})
-    return LiveExplorer(widget, (
-        f'<div class="tlbook-live" id="{uid}" data-live="{html.escape(config)}">'
-        f'<div class="tlbook-controls"><label for="{uid}-menu">{html.escape(label)}</label> '
-        f'<select id="{uid}-menu" disabled aria-describedby="{uid}-status">{options}</select>'
-        f"{_upload(uid, upload)}</div>"
-        f'<div id="{uid}-status">{_notice()}</div>'
-        f"{_views(values, views, values[0])}</div>"))
+    return LiveExplorer(
+        widget,
+        (
+            f'<div class="tlbook-live" id="{uid}" data-live="{html.escape(config)}">'
+            f'<div class="tlbook-controls"><label for="{uid}-menu">{html.escape(label)}</label> '
+            f'<select id="{uid}-menu" disabled aria-describedby="{uid}-status">{options}</select>'
+            f"{_upload(uid, upload)}</div>"
+            f'<div id="{uid}-status">{_notice()}</div>'
+            f"{_views(values, views, values[0])}</div>"
+        ),
+    )
 
 
 def slider_explorer(views: Mapping[int, str], label: str, value: int, widget=None) -> LiveExplorer:
@@ -194,13 +216,17 @@ def slider_explorer(views: Mapping[int, str], label: str, value: int, widget=Non
         raise ValueError("a slider needs views for consecutive integers, including the starting value")
     uid = f"tlbook-live-{next(_ids)}"
     config = json.dumps({"control": "slider"})
-    return LiveExplorer(widget, (
-        f'<div class="tlbook-live" id="{uid}" data-live="{html.escape(config)}">'
-        f'<div class="tlbook-controls"><label for="{uid}-slider">{html.escape(label)}</label> '
-        f'<input type="range" id="{uid}-slider" min="{keys[0]}" max="{keys[-1]}" step="1" value="{value}" '
-        f'disabled aria-describedby="{uid}-status"> <output for="{uid}-slider">{value}</output></div>'
-        f'<div id="{uid}-status">{_notice()}</div>'
-        f"{_views([str(k) for k in keys], {str(k): v for k, v in views.items()}, str(value))}</div>"))
+    return LiveExplorer(
+        widget,
+        (
+            f'<div class="tlbook-live" id="{uid}" data-live="{html.escape(config)}">'
+            f'<div class="tlbook-controls"><label for="{uid}-slider">{html.escape(label)}</label> '
+            f'<input type="range" id="{uid}-slider" min="{keys[0]}" max="{keys[-1]}" step="1" value="{value}" '
+            f'disabled aria-describedby="{uid}-status"> <output for="{uid}-slider">{value}</output></div>'
+            f'<div id="{uid}-status">{_notice()}</div>'
+            f"{_views([str(k) for k in keys], {str(k): v for k, v in views.items()}, str(value))}</div>"
+        ),
+    )
 
 
 def teach_explorer(example: str, widget=None) -> LiveExplorer:
@@ -214,19 +240,23 @@ def teach_explorer(example: str, widget=None) -> LiveExplorer:
     """
     uid = f"tlbook-live-{next(_ids)}"
     config = json.dumps({"control": "teach", "upload": TEACH_TASK})
-    return LiveExplorer(widget, (
-        f'<div class="tlbook-live tlbook-teach" id="{uid}" data-live="{html.escape(config)}">'
-        '<div class="tlbook-classes"></div>'
-        '<div class="tlbook-controls">'
-        '<button type="button" class="tlbook-add-class" disabled>Add a class</button> '
-        f'<label for="{uid}-query">Photo to classify:</label> '
-        f'<input type="file" id="{uid}-query" class="tlbook-query" accept="image/*" disabled '
-        f'aria-describedby="{uid}-status"> '
-        '<button type="button" class="tlbook-download" disabled>Download the head</button> '
-        '<button type="button" class="tlbook-forget" disabled>Forget everything</button></div>'
-        f'<div id="{uid}-status">{_notice()}</div>'
-        '<p class="tlbook-loo" aria-live="polite"></p>'
-        f'<div class="tlbook-view" data-value="">{example}</div></div>'))
+    return LiveExplorer(
+        widget,
+        (
+            f'<div class="tlbook-live tlbook-teach" id="{uid}" data-live="{html.escape(config)}">'
+            '<div class="tlbook-classes"></div>'
+            '<div class="tlbook-controls">'
+            '<button type="button" class="tlbook-add-class" disabled>Add a class</button> '
+            f'<label for="{uid}-query">Photo to classify:</label> '
+            f'<input type="file" id="{uid}-query" class="tlbook-query" accept="image/*" disabled '
+            f'aria-describedby="{uid}-status"> '
+            '<button type="button" class="tlbook-download" disabled>Download the head</button> '
+            '<button type="button" class="tlbook-forget" disabled>Forget everything</button></div>'
+            f'<div id="{uid}-status">{_notice()}</div>'
+            '<p class="tlbook-loo" aria-live="polite"></p>'
+            f'<div class="tlbook-view" data-value="">{example}</div></div>'
+        ),
+    )
 
 
 def views_of(photos: Mapping[str, Image.Image], render: Callable[[str, Image.Image], str]) -> dict[str, str]:

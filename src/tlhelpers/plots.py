@@ -38,8 +38,14 @@ def to_image(x) -> np.ndarray:
     return np.clip(x, 0, 1)
 
 
-def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 4,
-               size: float = 2.6, title_colors: Sequence[str] | None = None, suptitle: str | None = None):
+def image_grid(
+    images: Sequence,
+    titles: Sequence[str] | None = None,
+    ncols: int = 4,
+    size: float = 2.6,
+    title_colors: Sequence[str] | None = None,
+    suptitle: str | None = None,
+):
     """Photos in a grid with a title under each (chapters 4–6)."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
@@ -58,8 +64,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
     return fig
 
 
-def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | None = None,
-              color: str = "#0072B2"):
+def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | None = None, color: str = "#0072B2"):
     """Horizontal bars of the top-k class probabilities, best on top (chapter 1, indirectly)."""
     y = np.arange(len(probs))[::-1]
     ax.barh(y, probs, color=color)
@@ -73,8 +78,9 @@ def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | No
     return ax
 
 
-def predictions_figure(images: Sequence, top: Sequence[Sequence[tuple[str, float]]],
-                       names: Sequence[str], note: str | None = None):
+def predictions_figure(
+    images: Sequence, top: Sequence[Sequence[tuple[str, float]]], names: Sequence[str], note: str | None = None
+):
     """Each photo beside a bar chart of its top-k predictions (chapter 1)."""
     n = len(images)
     fig, axes = plt.subplots(n, 2, figsize=(8, 2.0 * n), gridspec_kw={"width_ratios": [1, 2.2]})
@@ -115,8 +121,7 @@ def _metric_values(history, metric: str) -> list:
     return [row.get(metric) for row in history]
 
 
-def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str = "minmax",
-                    title: str | None = None):
+def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str = "minmax", title: str | None = None):
     """One curve per strategy: the mean over seeds with a shaded band (chapter 3).
 
     ``histories`` maps a strategy name to a ``History`` or a list of them (one
@@ -166,8 +171,9 @@ def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str
     return fig
 
 
-def results_table(rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",),
-                  digits: int = 1) -> str:
+def results_table(
+    rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",), digits: int = 1
+) -> str:
     """A Markdown table of mean ± standard deviation per group (chapters 3–5 and 9).
 
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
@@ -219,8 +225,15 @@ def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{counts[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=9,
-                    color="white" if shares[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{counts[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if shares[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(k), classes)
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted class")
@@ -233,9 +246,16 @@ def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str
     return fig
 
 
-def prediction_grid(images: Sequence, preds, labels, classes: Sequence[str], ncols: int = 4,
-                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    suptitle: str | None = "prediction / truth (red: wrong)"):
+def prediction_grid(
+    images: Sequence,
+    preds,
+    labels,
+    classes: Sequence[str],
+    ncols: int = 4,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    suptitle: str | None = "prediction / truth (red: wrong)",
+):
     """Photos titled "predicted / true", the wrong ones in red (chapter 2).
 
     ``images`` are PIL images, HWC arrays or CHW tensors in [0, 1]; for

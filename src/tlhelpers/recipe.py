@@ -37,8 +37,9 @@ class FolderNotUsable(ValueError):
 
     def __init__(self, report: data.CheckReport):
         self.report = report
-        super().__init__(f"{report.root.name or report.root} cannot be trained on: "
-                         + "; ".join(report.reasons_not_usable()))
+        super().__init__(
+            f"{report.root.name or report.root} cannot be trained on: " + "; ".join(report.reasons_not_usable())
+        )
 
 
 @dataclass
@@ -108,8 +109,7 @@ def train_on_folder(
     feats = features.extract(backbone, images, cache=cache, cache_dir=cache_dir, progress=progress)
     train_fs = feats.select(splits["train"])
     counts = torch.bincount(train_fs.labels, minlength=len(images.classes))
-    missing = [name for name, count in zip(images.classes, counts)
-               if count == 0]
+    missing = [name for name, count in zip(images.classes, counts) if count == 0]
     if missing:  # every photo of a class was readable by check() but not by the backbone's loader
         raise ValueError(f"no training photo of class {', '.join(missing)} could be read")
     steps_per_epoch = math.ceil(len(train_fs) / 64)
@@ -127,8 +127,9 @@ def train_on_folder(
         accuracy[key] = (predictions == part.labels).float().mean().item()
         confusion[key] = tables.confusion_counts(part.labels, predictions, n)
     return TrainingResult(
-        classifier=classifier.Classifier(backbone, head.eval(), list(images.classes),
-                                         split={"seed": seed, "val": val, "test": test}),
+        classifier=classifier.Classifier(
+            backbone, head.eval(), list(images.classes), split={"seed": seed, "val": val, "test": test}
+        ),
         report=report,
         counts={name: part.counts() for name, part in splits.items()},
         accuracy=accuracy,

@@ -73,8 +73,11 @@ def seeded(seed: int, deterministic: bool = True) -> Iterator[None]:
     (it must be before CUDA starts, so it stays set).
     """
     python_state, numpy_state = random.getstate(), np.random.get_state()
-    settings = (torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
+    settings = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         random.seed(seed)
         np.random.seed(seed)

@@ -36,8 +36,7 @@ def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> lr_scheduler
     return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
-                  warmup: float = 0.1) -> lr_scheduler.LRScheduler:
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> lr_scheduler.LRScheduler:
     """Linear warm-up, then cosine decay to 0 (chapter 5).
 
     The warm-up takes the first ``warmup`` fraction of the steps (at least one).
@@ -51,20 +50,19 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
         return 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps - warm)))
 
     # One LambdaLR rather than SequentialLR: the same curve, without its warnings.
-    return lr_scheduler.LambdaLR(optimizer, lambda step: (0.01 + 0.99 * step / warm) if step < warm
-                                 else cosine(step - warm))
+    return lr_scheduler.LambdaLR(
+        optimizer, lambda step: (0.01 + 0.99 * step / warm) if step < warm else cosine(step - warm)
+    )
 
 
-def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int,
-              pct_start: float = 0.3) -> lr_scheduler.LRScheduler:
+def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3) -> lr_scheduler.LRScheduler:
     """``OneCycleLR`` peaking at each parameter group's current learning rate (chapter 5, indirectly)."""
     _check(total_steps)
     peaks = [group["lr"] for group in optimizer.param_groups]
     return lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
 
 
-SCHEDULES: dict[str, Builder] = {"constant": constant, "cosine with warm-up": warmup_cosine,
-                                 "one-cycle": one_cycle}
+SCHEDULES: dict[str, Builder] = {"constant": constant, "cosine with warm-up": warmup_cosine, "one-cycle": one_cycle}
 """The three schedules chapter 5 compares, by the names it prints."""
 
 

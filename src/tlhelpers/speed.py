@@ -16,8 +16,12 @@ from typing import Callable
 import numpy as np
 
 
-def seconds(run: Callable[[], object], repeats: int, warmup: int = 0,
-            summary: Callable[[list[float]], float] = statistics.median) -> float:
+def seconds(
+    run: Callable[[], object],
+    repeats: int,
+    warmup: int = 0,
+    summary: Callable[[list[float]], float] = statistics.median,
+) -> float:
     """``summary`` (default the median) of ``repeats`` timed calls of ``run()`` after ``warmup`` untimed ones.
 
     Used by :func:`latency`, :func:`throughput` and the vector-search sweep (chapters 6 and 7, indirectly).
@@ -54,7 +58,7 @@ def run_in_batches(predict: Callable, photos: np.ndarray, batch_size: int = 32) 
     """
     outputs, times = [], []
     for start in range(0, len(photos), batch_size):
-        chunk = photos[start:start + batch_size]
+        chunk = photos[start : start + batch_size]
         begin = time.perf_counter()
         outputs.append(np.asarray(predict(chunk)))
         if len(chunk) == batch_size or start + batch_size >= len(photos) and not times:

@@ -73,8 +73,9 @@ def replace_head(model: nn.Module, num_classes: int, head_name: str | None = Non
     old = model.get_submodule(head)
     if not isinstance(old, nn.Linear):
         raise TypeError(f"{head!r} is a {type(old).__name__}, not an nn.Linear")
-    new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
-                    device=old.weight.device, dtype=old.weight.dtype)
+    new = nn.Linear(
+        old.in_features, num_classes, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
+    )
     model.set_submodule(head, new)
     if isinstance(getattr(model, "num_classes", None), int):
         model.num_classes = num_classes
@@ -160,7 +161,8 @@ def _has_parameters(module: nn.Module) -> bool:
 def _is_single_layer(module: nn.Module) -> bool:
     """A conv, linear or norm layer: own parameters, none in its children (timm's BatchNormAct2d counts)."""
     return next(module.parameters(recurse=False), None) is not None and not any(
-        _has_parameters(child) for child in module.children())
+        _has_parameters(child) for child in module.children()
+    )
 
 
 def _group_name(parent: str, members: list[str], holders: list[str]) -> str:
@@ -260,8 +262,10 @@ def unfreeze_last(model: nn.Module, k: int, head_name: str | None = None) -> lis
 def frozen_batchnorms(model: nn.Module) -> list[str]:
     """Names of the BatchNorm layers whose affine parameters are all frozen (chapter 3, indirectly)."""
     return [
-        name for name, module in model.named_modules()
-        if isinstance(module, _BatchNorm) and _has_parameters(module)
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, _BatchNorm)
+        and _has_parameters(module)
         and not any(parameter.requires_grad for parameter in module.parameters())
     ]
 
@@ -352,7 +356,8 @@ def trainable_summary(model: nn.Module) -> list[SummaryRow]:
     ]
     rows += [
         SummaryRow(name, count_parameters(child, trainable_only=True), count_parameters(child))
-        for name, child in model.named_children() if _has_parameters(child)
+        for name, child in model.named_children()
+        if _has_parameters(child)
     ]
     rows.append(SummaryRow("total", count_parameters(model, trainable_only=True), count_parameters(model)))
     return rows
@@ -365,8 +370,7 @@ def format_summary(rows: list[SummaryRow]) -> str:
     The same model gives the same text on every machine, so notebooks can
     print it and nbval can compare it exactly.
     """
-    body = [(row.name, f"{row.trainable:,}", f"{row.total:,}", _percent(row.trainable, row.total))
-            for row in rows]
+    body = [(row.name, f"{row.trainable:,}", f"{row.total:,}", _percent(row.trainable, row.total)) for row in rows]
     total = [len(body) - 1] if rows and rows[-1].name == "total" else []
     return tables.text(("module", "trainable", "total", "trainable %"), body, header_rule=True, rule_before=total)
 

@@ -22,8 +22,14 @@ def _justify(cells: Sequence[str], widths: Sequence[int], align: str) -> list[st
     return [cell.rjust(w) if a == "r" else cell.ljust(w) for cell, w, a in zip(cells, widths, align)]
 
 
-def text(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None,
-         min_widths: Sequence[int] = (), header_rule: bool = False, rule_before: Sequence[int] = ()) -> str:
+def text(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: str | None = None,
+    min_widths: Sequence[int] = (),
+    header_rule: bool = False,
+    rule_before: Sequence[int] = (),
+) -> str:
     """Columns separated by two spaces, each as wide as its widest cell (or ``min_widths``).
 
     ``align`` defaults to the first column left, the others right.  A dashed
@@ -42,8 +48,7 @@ def text(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None
     return "\n".join(lines)
 
 
-def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None,
-             pad: bool = True) -> str:
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None, pad: bool = True) -> str:
     """A Markdown table; ``pad`` lines the columns up in the source as well.
 
     ``align`` defaults to all columns left.  A ``|`` inside a cell is escaped.
@@ -54,8 +59,7 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | 
         rule = ["---:" if a == "r" else "---" for a in align]
         return "\n".join("| " + " | ".join(cells) + " |" for cells in [lines[0], rule, *lines[1:]])
     widths = _widths(lines, ())
-    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1)
-                          for w, a in zip(widths, align)) + "|"
+    rule = "|" + "|".join("-" * (w + 1) + ":" if a == "r" else ":" + "-" * (w + 1) for w, a in zip(widths, align)) + "|"
     body = ["| " + " | ".join(_justify(cells, widths, align)) + " |" for cells in lines]
     return "\n".join([body[0], rule, *body[1:]])
 

@@ -131,21 +131,38 @@ def fit(
     for epoch in epoch_bar:
         start = time.perf_counter()
         lr_now = optimizer.param_groups[0]["lr"]
-        scores = one_epoch(model, train_loader, optimizer, loss_fn=loss_fn, device=device, amp=amp,
-                           channels_last=channels_last, scaler=scaler,
-                           scheduler=scheduler if scheduler_interval == "batch" else None,
-                           frozen_bn_eval=frozen_bn_eval, progress=progress, desc=f"epoch {epoch}")
+        scores = one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            loss_fn=loss_fn,
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            scaler=scaler,
+            scheduler=scheduler if scheduler_interval == "batch" else None,
+            frozen_bn_eval=frozen_bn_eval,
+            progress=progress,
+            desc=f"epoch {epoch}",
+        )
         if scheduler is not None and scheduler_interval == "epoch":
             scheduler.step()
-        row = {"epoch": epoch, "train_loss": scores["loss"], "train_acc": scores["acc"],
-               "val_loss": None, "val_acc": None, "lr": lr_now}
+        row = {
+            "epoch": epoch,
+            "train_loss": scores["loss"],
+            "train_acc": scores["acc"],
+            "val_loss": None,
+            "val_acc": None,
+            "lr": lr_now,
+        }
         if val_loader is not None:
             scores = evaluate(model, val_loader, device=device, loss_fn=loss_fn, amp=amp)
             row["val_loss"], row["val_acc"] = scores["loss"], scores["acc"]
         row["seconds"] = time.perf_counter() - start
         history.append(row)
-        epoch_bar.set_postfix({k: round(v, 3) for k, v in row.items()
-                               if k in ("train_loss", "train_acc", "val_acc") and v is not None})
+        epoch_bar.set_postfix(
+            {k: round(v, 3) for k, v in row.items() if k in ("train_loss", "train_acc", "val_acc") and v is not None}
+        )
     model.eval()
     return history
 
@@ -217,8 +234,13 @@ def _batches(model: nn.Module, loader: Iterable, device, amp) -> Iterator[tuple[
             yield logits.float(), y
 
 
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-             loss_fn: Callable | None = None, amp: bool | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    loss_fn: Callable | None = None,
+    amp: bool | None = None,
+) -> dict:
     """Mean loss and accuracy over ``loader``: ``{"loss", "acc", "n"}`` (chapters 3 and 5).
 
     Runs in eval mode under ``torch.inference_mode()`` on ``device`` (default:

@@ -10,8 +10,9 @@ from torch import nn
 from tlhelpers import surgery
 
 
-def flip_predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def flip_predict(
+    model: nn.Module, loader: Iterable, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(predicted labels, probabilities, true labels)`` from the mean softmax of each photo and its flip (chapter 5).
 
     Every batch ``(images, labels, ...)`` of ``loader`` is passed twice: as it

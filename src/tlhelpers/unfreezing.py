@@ -39,9 +39,19 @@ def _steps(loader: Iterable, epochs: int) -> int:
     return max(1, epochs * len(loader))
 
 
-def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs: int, epochs: int,
-                head_lr: float, body_lr: float, head_name: str | None = None, schedule: Builder | None = None,
-                **fit_kwargs) -> train.History:
+def gradual_fit(
+    model: nn.Module,
+    train_loader,
+    val_loader=None,
+    *,
+    head_epochs: int,
+    epochs: int,
+    head_lr: float,
+    body_lr: float,
+    head_name: str | None = None,
+    schedule: Builder | None = None,
+    **fit_kwargs,
+) -> train.History:
     """Train the head alone for ``head_epochs``, then head and body for the rest of ``epochs`` (chapter 5).
 
     The body is whatever is trainable outside the head when it is called (the
@@ -57,9 +67,16 @@ def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs:
         raise ValueError(f"need 0 <= head_epochs <= epochs, got {head_epochs} and {epochs}")
     groups = stage_groups(model, head_name)
     history = train.History()
-    stages = [(head_epochs, [{"params": groups["head"], "lr": head_lr}]),
-              (epochs - head_epochs, [{"params": groups["head"], "lr": head_lr, "name": "head"},
-                                      {"params": groups["body"], "lr": body_lr, "name": "body"}])]
+    stages = [
+        (head_epochs, [{"params": groups["head"], "lr": head_lr}]),
+        (
+            epochs - head_epochs,
+            [
+                {"params": groups["head"], "lr": head_lr, "name": "head"},
+                {"params": groups["body"], "lr": body_lr, "name": "body"},
+            ],
+        ),
+    ]
     try:
         for stage, (stage_epochs, param_groups) in enumerate(stages):
             if stage_epochs == 0:
@@ -69,8 +86,16 @@ def gradual_fit(model: nn.Module, train_loader, val_loader=None, *, head_epochs:
             param_groups = [group for group in param_groups if group["params"]]
             optimizer = torch.optim.Adam(param_groups)
             scheduler = schedule(optimizer, _steps(train_loader, stage_epochs)) if schedule else None
-            part = train.fit(model, train_loader, val_loader, epochs=stage_epochs, optimizer=optimizer,
-                             scheduler=scheduler, scheduler_interval="batch", **fit_kwargs)
+            part = train.fit(
+                model,
+                train_loader,
+                val_loader,
+                epochs=stage_epochs,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scheduler_interval="batch",
+                **fit_kwargs,
+            )
             for row in part:
                 history.append({**row, "epoch": len(history) + 1})
     finally:  # an interrupt (Ctrl-C) or an error must not leave the body frozen

@@ -26,8 +26,9 @@ from tlhelpers import neighbours, optional, speed
 TRAINING_POINTS_PER_LIST = 39  # faiss asks for at least this many k-means points per cluster
 
 
-def synthetic_features(n: int, dim: int = 512, clusters: int = 1000, spread: float = 0.5,
-                       seed: int = 0) -> torch.Tensor:
+def synthetic_features(
+    n: int, dim: int = 512, clusters: int = 1000, spread: float = 0.5, seed: int = 0
+) -> torch.Tensor:
     """``n`` unit-length vectors drawn around ``clusters`` random centres (chapter 6, indirectly).
 
     Like photo features, they form groups (photos of one kind of thing) rather
@@ -81,8 +82,9 @@ class IVFIndex:
         return torch.from_numpy(found)
 
 
-def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe: int = 8,
-                  repeats: int = 3, seed: int = 0, log=None) -> list[dict]:
+def scaling_sweep(
+    sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe: int = 8, repeats: int = 3, seed: int = 0, log=None
+) -> list[dict]:
     """Exact search against :class:`IVFIndex` at each size in ``sizes`` (chapters 6 and ``make bench``) (chapter 6).
 
     One row per size: ``n``, ``dim``, ``exact_ms`` and ``approx_ms`` (query
@@ -102,12 +104,21 @@ def scaling_sweep(sizes, dim: int = 512, queries: int = 100, k: int = 10, nprobe
         index = IVFIndex(vectors, nprobe=nprobe, seed=seed)
         build_s = time.perf_counter() - start
         approx_s = speed.seconds(lambda i=index, q=asked: i.search(q, k), repeats, summary=min)
-        row = {"n": n, "dim": dim, "exact_ms": 1000 * exact_s / queries, "approx_ms": 1000 * approx_s / queries,
-               "build_s": build_s, "nlist": index.nlist, "nprobe": index.nprobe,
-               "recall": neighbours.recall_at_k(index.search(asked, k), exact)}
+        row = {
+            "n": n,
+            "dim": dim,
+            "exact_ms": 1000 * exact_s / queries,
+            "approx_ms": 1000 * approx_s / queries,
+            "build_s": build_s,
+            "nlist": index.nlist,
+            "nprobe": index.nprobe,
+            "recall": neighbours.recall_at_k(index.search(asked, k), exact),
+        }
         rows.append(row)
         if log is not None:
-            log(f"  N={n:,}: exact {row['exact_ms']:.3f} ms/query, IVF {row['approx_ms']:.3f} ms/query "
-                f"(built in {build_s:.1f} s), recall@{k} {row['recall']:.3f}")
+            log(
+                f"  N={n:,}: exact {row['exact_ms']:.3f} ms/query, IVF {row['approx_ms']:.3f} ms/query "
+                f"(built in {build_s:.1f} s), recall@{k} {row['recall']:.3f}"
+            )
         del vectors, index
     return rows

@@ -35,14 +35,20 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     if not value:
         return []
     if isinstance(value, Mapping):  # ipywidgets 7
-        return [(str(item.get("metadata", {}).get("name", name)), bytes(item["content"]))
-                for name, item in value.items()]
+        return [
+            (str(item.get("metadata", {}).get("name", name)), bytes(item["content"])) for name, item in value.items()
+        ]
     return [(str(item["name"]), bytes(item["content"])) for item in value]  # ipywidgets 8
 
 
-def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object], Prediction],
-                        title: str = "", allow_upload: bool = True, in_page: str | None = None,
-                        shown: Callable[[object], object] | None = None) -> pages.LiveExplorer:
+def prediction_explorer(
+    photos: Mapping[str, object],
+    predict: Callable[[object], Prediction],
+    title: str = "",
+    allow_upload: bool = True,
+    in_page: str | None = None,
+    shown: Callable[[object], object] | None = None,
+) -> pages.LiveExplorer:
     """Pick a photo (or upload one) and see its top-k predictions as bars (chapters 1, 4 and 7).
 
     ``photos`` maps a display name to a PIL image; ``predict(image)`` returns
@@ -51,6 +57,7 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     In the book's page, ``shown(image)`` (when given) is the picture shown
     instead of the photo: chapter 4 shows its class activation map.
     """
+
     def draw(name: str, image) -> None:
         fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 1.6]})
         left.imshow(plots.to_image(image))
@@ -64,30 +71,47 @@ def prediction_explorer(photos: Mapping[str, object], predict: Callable[[object]
     def view(name: str, image) -> str:
         return pages.prediction_view(name, image, predict(image), title, shown(image) if shown else None)
 
-    return pages.menu_explorer(pages.views_of(photos, view), upload=in_page if allow_upload else None,
-                               widget=_photo_explorer(photos, draw, allow_upload))
+    return pages.menu_explorer(
+        pages.views_of(photos, view),
+        upload=in_page if allow_upload else None,
+        widget=_photo_explorer(photos, draw, allow_upload),
+    )
 
 
-def search_explorer(photos: Mapping[str, object], search: Callable[[object], Sequence[tuple[object, str]]],
-                    title: str = "", allow_upload: bool = True, in_page: str | None = None) -> pages.LiveExplorer:
+def search_explorer(
+    photos: Mapping[str, object],
+    search: Callable[[object], Sequence[tuple[object, str]]],
+    title: str = "",
+    allow_upload: bool = True,
+    in_page: str | None = None,
+) -> pages.LiveExplorer:
     """Pick a photo (or upload one) and see the most similar photos of a collection (chapter 6).
 
     ``photos`` maps a display name to a PIL image; ``search(image)`` returns
     ``[(photo, caption), ...]``, most similar first, drawn in one row after
     the query.
     """
+
     def draw(name: str, image) -> None:
         matches = list(search(image))
-        fig = plots.image_grid([image, *(photo for photo, _ in matches)], [name, *(text for _, text in matches)],
-                               ncols=len(matches) + 1, size=2.0, suptitle=title or None)
+        fig = plots.image_grid(
+            [image, *(photo for photo, _ in matches)],
+            [name, *(text for _, text in matches)],
+            ncols=len(matches) + 1,
+            size=2.0,
+            suptitle=title or None,
+        )
         fig.axes[0].title.set_fontweight("bold")
         plt.show()
 
     def view(name: str, image) -> str:
         return pages.search_view(name, image, search(image), title)
 
-    return pages.menu_explorer(pages.views_of(photos, view), upload=in_page if allow_upload else None,
-                               widget=_photo_explorer(photos, draw, allow_upload))
+    return pages.menu_explorer(
+        pages.views_of(photos, view),
+        upload=in_page if allow_upload else None,
+        widget=_photo_explorer(photos, draw, allow_upload),
+    )
 
 
 def upload_photo(explorer: pages.LiveExplorer, filename: str, content: bytes) -> str:
@@ -108,8 +132,9 @@ def upload_photo(explorer: pages.LiveExplorer, filename: str, content: bytes) ->
         upload.data = [content]
         upload._counter += 1  # what the browser's model sends last; ipywidgets 7 then sets value
     else:
-        upload.value = ({**info, "last_modified": datetime.datetime.now(datetime.timezone.utc),
-                         "content": memoryview(content)},)
+        upload.value = (
+            {**info, "last_modified": datetime.datetime.now(datetime.timezone.utc), "content": memoryview(content)},
+        )
     return choice.value
 
 
@@ -123,8 +148,7 @@ def _first(widget, kind):
     return None
 
 
-def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], None],
-                    allow_upload: bool) -> w.Widget:
+def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], None], allow_upload: bool) -> w.Widget:
     """A dropdown of ``photos`` and an upload button; ``draw(name, image)`` shows the chosen photo."""
     choice = w.Dropdown(options=list(photos), description="Photo:")
     upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
@@ -159,7 +183,6 @@ def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], 
     return w.VBox([w.HBox(controls), out])
 
 
-
 def unfreeze_explorer(model, head_name: str | None = None) -> pages.LiveExplorer:
     """A slider for how many blocks to unfreeze, showing which train and how many parameters (chapter 3).
 
@@ -172,12 +195,13 @@ def unfreeze_explorer(model, head_name: str | None = None) -> pages.LiveExplorer
     all_blocks = surgery.blocks(model, head_name=head_name)
     sizes = {block.name: sum(p.numel() for n, p in model.named_parameters() if block.owns(n)) for block in all_blocks}
     total = sum(sizes.values())
-    slider = w.IntSlider(value=1, min=0, max=len(all_blocks) - 1, description="Unfreeze:",
-                         style={"description_width": "initial"})
+    slider = w.IntSlider(
+        value=1, min=0, max=len(all_blocks) - 1, description="Unfreeze:", style={"description_width": "initial"}
+    )
     out = w.Output()
 
     def text(k: int) -> str:
-        trainable = {block.name for block in all_blocks[len(all_blocks) - 1 - k:]}
+        trainable = {block.name for block in all_blocks[len(all_blocks) - 1 - k :]}
         lines = [f"the head and the last {k} block(s) train:"]
         for block in all_blocks:
             mark = "train " if block.name in trainable else "frozen"
@@ -197,8 +221,9 @@ def unfreeze_explorer(model, head_name: str | None = None) -> pages.LiveExplorer
     return pages.slider_explorer(views, "Unfreeze:", slider.value, widget=w.VBox([slider, out]))
 
 
-def teach_explorer(backbone, example_classes: Mapping[str, Sequence[object]],
-                   example_query: tuple[str, object]) -> pages.LiveExplorer:
+def teach_explorer(
+    backbone, example_classes: Mapping[str, Sequence[object]], example_query: tuple[str, object]
+) -> pages.LiveExplorer:
     """Teach the backbone classes of your own from a few photos: a prototype head, no training (chapter 4).
 
     In Jupyter: name the classes (comma-separated), add photos to each, and
@@ -221,8 +246,12 @@ def teach_explorer(backbone, example_classes: Mapping[str, Sequence[object]],
 
     def feature_set(classes: dict[str, list]) -> features.FeatureSet:
         rows = [(v, label) for label, items in enumerate(classes.values()) for _, v in items]
-        return features.FeatureSet(torch.stack([v for v, _ in rows]), torch.tensor([label for _, label in rows]),
-                                   [str(i) for i in range(len(rows))], list(classes))
+        return features.FeatureSet(
+            torch.stack([v for v, _ in rows]),
+            torch.tensor([label for _, label in rows]),
+            [str(i) for i in range(len(rows))],
+            list(classes),
+        )
 
     def answer(classes: dict[str, list], image) -> list[tuple[str, float]]:
         head = heads.imprint(feature_set(classes))
@@ -242,12 +271,18 @@ def teach_explorer(backbone, example_classes: Mapping[str, Sequence[object]],
     query_name, query_image = example_query
     correct, counted = heads.leave_one_out(feature_set(example))
     sizes = sorted({len(items) for items in example.values()})
-    photos = (f"{sizes[0]} photos each of {', '.join(example)}" if len(sizes) == 1
-              else ", ".join(f"{len(items)} photos of {name}" for name, items in example.items()))
-    example_html = (f'<p class="tlbook-bars-title">Computed when this chapter ran, from {photos}: '
-                    f"leave-one-out accuracy {correct / counted:.1%} ({correct} of {counted}).</p>"
-                    + pages.prediction_view(query_name, query_image, answer(example, query_image),
-                                            "the prototype head of those photos"))
+    photos = (
+        f"{sizes[0]} photos each of {', '.join(example)}"
+        if len(sizes) == 1
+        else ", ".join(f"{len(items)} photos of {name}" for name, items in example.items())
+    )
+    example_html = (
+        f'<p class="tlbook-bars-title">Computed when this chapter ran, from {photos}: '
+        f"leave-one-out accuracy {correct / counted:.1%} ({correct} of {counted}).</p>"
+        + pages.prediction_view(
+            query_name, query_image, answer(example, query_image), "the prototype head of those photos"
+        )
+    )
 
     names = w.Text(value="class 1, class 2", description="Classes:")
     target = w.Dropdown(options=["class 1", "class 2"], description="Add to:")

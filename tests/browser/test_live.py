@@ -41,8 +41,10 @@ from tlhelpers import data, page_assets, pages  # noqa: E402
 ASSETS = ROOT / ".page-assets" / "build"  # tools/build_page_assets.py
 TOLERANCE = 1e-3
 EXPLORER = re.compile(r'<div class="tlbook-live" id="[^"]+" data-live="([^"]+)"')
-VIEW = re.compile(r'<div class="tlbook-view" data-value="([^"]*)"(?: hidden)?><div class="tlbook-result" '
-                  r'data-summary="([^"]*)"')
+VIEW = re.compile(
+    r'<div class="tlbook-view" data-value="([^"]*)"(?: hidden)?><div class="tlbook-result" '
+    r'data-summary="([^"]*)"'
+)
 BAD_INPUTS = {  # file name -> what the page must say about it
     "notes.txt": "is not a picture the page can read",
     "truncated.jpg": "is truncated",
@@ -60,15 +62,22 @@ def _explorers(file: str) -> list[dict]:
             text = output.get("data", {}).get("text/html", "")
             text = "".join(text) if isinstance(text, list) else text
             for match in EXPLORER.finditer(text):
-                views = {html.unescape(v): html.unescape(s) for v, s in VIEW.findall(text[match.start():])}
+                views = {html.unescape(v): html.unescape(s) for v, s in VIEW.findall(text[match.start() :])}
                 found.append({"config": json.loads(html.unescape(match.group(1))), "views": views})
     return found
 
 
-CHAPTERS = [str(p.relative_to(ROOT).with_suffix("")) for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-            if _explorers(str(p.relative_to(ROOT).with_suffix("")))]
-UPLOADS = [(file, index, explorer["config"]["upload"]) for file in CHAPTERS
-           for index, explorer in enumerate(_explorers(file)) if explorer["config"].get("upload")]
+CHAPTERS = [
+    str(p.relative_to(ROOT).with_suffix(""))
+    for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if _explorers(str(p.relative_to(ROOT).with_suffix("")))
+]
+UPLOADS = [
+    (file, index, explorer["config"]["upload"])
+    for file in CHAPTERS
+    for index, explorer in enumerate(_explorers(file))
+    if explorer["config"].get("upload")
+]
 
 
 def _ready(page) -> None:
@@ -83,8 +92,11 @@ def _visible_summary(root) -> str:
 
 
 def _problems(v: Visit) -> list[str]:
-    return ([f"external request: {url}" for url in v.external] + [f"failed request: {f}" for f in v.failed]
-            + [f"console error: {m}" for m in console_filtered(v.console_errors)])
+    return (
+        [f"external request: {url}" for url in v.external]
+        + [f"failed request: {f}" for f in v.failed]
+        + [f"console error: {m}" for m in console_filtered(v.console_errors)]
+    )
 
 
 PAGE_BUDGET_BYTES = 15_000_000  # each page's own download; the runtime is shared by all pages
@@ -177,8 +189,9 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     buffer = io.BytesIO()
     Image.new("RGB", (7300, 5500), (90, 120, 60)).save(buffer, format="JPEG", quality=50)
     (folder / "huge.jpg").write_bytes(buffer.getvalue())
-    (folder / "drawing.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-                                        '<rect width="10" height="10" fill="red"/></svg>')
+    (folder / "drawing.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="red"/></svg>'
+    )
     for name in BAD_INPUTS:
         result[name] = folder / name
     return result
@@ -196,8 +209,9 @@ def _upload(page, root, path: Path) -> tuple[str, str]:
     status = root.locator(".tlbook-status")
     status.evaluate("el => { el.className = 'tlbook-status'; }")
     root.locator("input[type=file]").set_input_files(str(path))
-    page.wait_for_function("el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(),
-                           timeout=60_000)
+    page.wait_for_function(
+        "el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(), timeout=60_000
+    )
     return status.get_attribute("class"), status.inner_text()
 
 
@@ -363,8 +377,12 @@ def _python_prototype_head(reference, teaching):
     from tlhelpers import features, heads
 
     train = teaching["train"]
-    fs = features.FeatureSet(torch.from_numpy(reference.features(train.files)), torch.as_tensor(train.labels),
-                             [str(p) for p in train.files], list(teaching["classes"]))
+    fs = features.FeatureSet(
+        torch.from_numpy(reference.features(train.files)),
+        torch.as_tensor(train.labels),
+        [str(p) for p in train.files],
+        list(teaching["classes"]),
+    )
     head = heads.imprint(fs)
     held = teaching["held_out"]
     with torch.inference_mode():
@@ -381,8 +399,13 @@ def _teach(page, root, teaching) -> None:
         row.locator("input[type=text]").fill(name)
         row.locator("input[type=text]").press("Tab")
         paths = [str(p) for p, label in zip(teaching["train"].files, teaching["train"].labels) if label == index]
-        _wait_for_status(page, root, lambda: root.locator(".tlbook-class").nth(index).locator(
-            "input.tlbook-class-photos").set_input_files(paths))
+        _wait_for_status(
+            page,
+            root,
+            lambda: (
+                root.locator(".tlbook-class").nth(index).locator("input.tlbook-class-photos").set_input_files(paths)
+            ),
+        )
         assert root.locator(".tlbook-class").nth(index).locator(".tlbook-count").inner_text() == "5 photos"
 
 
@@ -390,8 +413,9 @@ def _wait_for_status(page, root, action) -> tuple[str, str]:
     status = root.locator(".tlbook-status")
     status.evaluate("el => { el.className = 'tlbook-status'; }")
     action()
-    page.wait_for_function("el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(),
-                           timeout=60_000)
+    page.wait_for_function(
+        "el => /tlbook-(done|error)/.test(el.className)", arg=status.element_handle(), timeout=60_000
+    )
     return status.get_attribute("class"), status.inner_text()
 
 
@@ -428,12 +452,14 @@ def test_the_page_learns_classes_as_python_does(visit, teaching, reference, phot
 
     # Bad input: one clear line each, nothing lost.
     row = root.locator(".tlbook-class").nth(1)
-    kind, text = _wait_for_status(page, root, lambda: row.locator("input.tlbook-class-photos").set_input_files(
-        str(photos["notes.txt"])))
+    kind, text = _wait_for_status(
+        page, root, lambda: row.locator("input.tlbook-class-photos").set_input_files(str(photos["notes.txt"]))
+    )
     assert "tlbook-error" in kind and "is not a picture" in text, text
     first_cat = str(teaching["train"].files[0])
-    kind, text = _wait_for_status(page, root, lambda: row.locator("input.tlbook-class-photos").set_input_files(
-        first_cat))
+    kind, text = _wait_for_status(
+        page, root, lambda: row.locator("input.tlbook-class-photos").set_input_files(first_cat)
+    )
     assert "tlbook-error" in kind and "is already in class 'cats'" in text, text
     root.locator(".tlbook-add-class").click()
     kind, text = _classify(page, root, teaching["held_out"].files[0])
@@ -454,11 +480,18 @@ def test_the_page_learns_classes_as_python_does(visit, teaching, reference, phot
     head_file = tmp_path / "my-classes.json"
     download.value.save_as(head_file)
     env = {**os.environ, "TLHELPERS_FORCE_FALLBACK": "1", "TLHELPERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "tlhelpers", "predict", str(head_file),
-                             *map(str, teaching["held_out"].files)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlhelpers", "predict", str(head_file), *map(str, teaching["held_out"].files)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
-    predicted = [line.split(": ", 1)[1].split()[0] for line in result.stdout.splitlines() if ": " in line
-                 and line.split(":")[0].endswith(".jpg")]
+    predicted = [
+        line.split(": ", 1)[1].split()[0]
+        for line in result.stdout.splitlines()
+        if ": " in line and line.split(":")[0].endswith(".jpg")
+    ]
     assert predicted == shown, result.stdout
     assert not _problems(v), _problems(v)
 
@@ -477,10 +510,12 @@ def test_from_disk_two_new_classes_from_five_photos_each(browser, teaching):
             row = root.locator(".tlbook-class").nth(index)
             row.locator("input[type=text]").fill(name)
             row.locator("input[type=text]").press("Tab")
-            paths = [str(p) for p, label in zip(teaching["train"].files, teaching["train"].labels)
-                     if label == index + 1]
-            _wait_for_status(page, root, lambda row=row, paths=paths: row.locator(
-                "input.tlbook-class-photos").set_input_files(paths))
+            paths = [
+                str(p) for p, label in zip(teaching["train"].files, teaching["train"].labels) if label == index + 1
+            ]
+            _wait_for_status(
+                page, root, lambda row=row, paths=paths: row.locator("input.tlbook-class-photos").set_input_files(paths)
+            )
         sixth = next(p for p, label in zip(teaching["held_out"].files, teaching["held_out"].labels) if label == 2)
         kind, text = _classify(page, root, sixth)
         assert "tlbook-done" in kind and text.split(": ")[1].startswith("panda"), text
