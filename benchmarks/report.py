@@ -269,7 +269,7 @@ def milliseconds(ms: float) -> str:
 
 
 def megabytes(n: int) -> str:
-    """``"6.6 MB"``, ``"40 kB"``: sizes as the book's pages state them (``tlhelpers.page_assets.megabytes``)."""
+    """``"6.6 MB"``, ``"40 kB"``: sizes as the book's pages state them (``tlhelpers.pages.megabytes``)."""
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{math.ceil(n / 1e3)} kB"
 
 

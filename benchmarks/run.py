@@ -17,7 +17,7 @@ Measures, on the current machine:
    chapter 3's resolution (112 px on a CPU, 224 px on a GPU);
 6. chapter 6's vector search at growing N (up to a million vectors, as many
    as fit in memory): exact search in torch against a faiss IVF index, query
-   time and recall@10 (``tlhelpers.vector_index.scaling_sweep``);
+   time and recall@10 (``tlhelpers.neighbours.scaling_sweep``);
 7. chapter 7's latency table: ResNet-18 and EfficientNet-Lite0 classifiers
    run by PyTorch and, exported, by onnxruntime in float32, dynamic int8 and
    static int8 (CPU, one thread, as the chapter measures them);
@@ -478,14 +478,14 @@ def available_memory_bytes() -> int | None:
 
 def time_vector_search(sizes) -> dict:
     """Chapter 6's scaling sweep at every size whose vectors fit in memory three times over."""
-    from tlhelpers import vector_index
+    from tlhelpers import neighbours
 
     free = available_memory_bytes()
     # The vectors, the index's copy of them and the generator's working memory.
     fitting = [n for n in sizes if free is None or 3 * 4 * n * SEARCH["dim"] < free]
     for n in sorted(set(sizes) - set(fitting)):
         log(f"  N={n:,} left out: {3 * 4 * n * SEARCH['dim'] / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB available")
-    rows = vector_index.scaling_sweep(
+    rows = neighbours.scaling_sweep(
         fitting,
         dim=SEARCH["dim"],
         queries=SEARCH["queries"],
@@ -496,7 +496,7 @@ def time_vector_search(sizes) -> dict:
     )
     return {
         **SEARCH,
-        "data": "synthetic unit-length vectors around N/100 random centres (`vector_index.synthetic_features`)",
+        "data": "synthetic unit-length vectors around N/100 random centres (`neighbours.synthetic_features`)",
         "runs": [
             {key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")} for row in rows
         ],
@@ -518,7 +518,7 @@ def time_inference(photos, calibration, runs: int) -> dict:
     import torch
     from torch import nn
 
-    from tlhelpers import classifier, export, onnx_inference, runtime, speed, zoo
+    from tlhelpers import classifier, export, onnx_inference, runtime, zoo
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -558,8 +558,8 @@ def time_inference(photos, calibration, runs: int) -> dict:
             )
             with runtime.threads(1):
                 for variant, (path, logits) in runners.items():
-                    _, per_second = speed.run_in_batches(logits, np.asarray(batch), batch_size=32)
-                    latency = speed.latency(logits, batch[:1], repeats=runs)
+                    _, per_second = runtime.run_in_batches(logits, np.asarray(batch), batch_size=32)
+                    latency = runtime.latency(logits, batch[:1], repeats=runs)
                     results.append(
                         {
                             "model": name,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from tlhelpers import activations, surgery
+from tlhelpers import explain, surgery
 
 
 def resnet():
@@ -28,9 +28,9 @@ def lite0():
 def test_the_top_on_cached_activations_gives_the_network_s_outputs(build, k, start):
     net = build()
     x = torch.randn(4, 3, 64, 64)
-    assert activations.split_point(net, k) == start
-    top = activations.top_model(net, k, x[:1])
-    cached = activations.activations(net, [(x[:2], torch.tensor([0, 1])), None, (x[2:], torch.tensor([2, 0]))], k)
+    assert explain.split_point(net, k) == start
+    top = explain.top_model(net, k, x[:1])
+    cached = explain.activations(net, [(x[:2], torch.tensor([0, 1])), None, (x[2:], torch.tensor([2, 0]))], k)
     assert cached.tensors[1].tolist() == [0, 1, 2, 0]
     with torch.inference_mode():
         assert torch.allclose(top(cached.tensors[0]), net(x), atol=1e-4)
@@ -44,18 +44,18 @@ def test_the_top_on_cached_activations_gives_the_network_s_outputs(build, k, sta
 def test_the_model_is_not_changed_and_merge_copies_the_trained_top_back():
     net = resnet()
     before = copy.deepcopy(net.state_dict())
-    top = activations.top_model(net, 1, torch.randn(1, 3, 64, 64))
+    top = explain.top_model(net, 1, torch.randn(1, 3, 64, 64))
     assert all(torch.equal(before[key], value) for key, value in net.state_dict().items())
     with torch.no_grad():
         top.fc.weight.add_(1.0)
-    merged = activations.merge(net, top)
+    merged = explain.merge(net, top)
     assert merged is net and torch.equal(net.fc.weight, top.fc.weight)
     assert torch.equal(net.layer1[0].conv1.weight, before["layer1.0.conv1.weight"])
 
 
 def test_top_model_leaves_the_callers_model_in_its_mode():
     net = resnet().train()
-    activations.top_model(net, 1, torch.randn(1, 3, 64, 64))
+    explain.top_model(net, 1, torch.randn(1, 3, 64, 64))
     assert net.training and all(module.training for module in net.modules())
 
 
@@ -73,14 +73,14 @@ def test_a_network_that_a_split_would_change_is_refused():
             return self.fc(self.act(x).mean((2, 3)))
 
     net = Twice()
-    assert activations.split_point(net, 1) == "layer2"
+    assert explain.split_point(net, 1) == "layer2"
     with pytest.raises(ValueError, match="does not reproduce"):
-        activations.top_model(net, 1, torch.randn(1, 3, 8, 8))
+        explain.top_model(net, 1, torch.randn(1, 3, 8, 8))
 
 
 def test_bad_k_is_refused():
     net = resnet()
     with pytest.raises(ValueError, match="k must be"):
-        activations.top_blocks(net, -1)
+        explain.top_blocks(net, -1)
     with pytest.raises(ValueError, match="only 5 blocks"):
-        activations.top_blocks(net, 6)
+        explain.top_blocks(net, 6)

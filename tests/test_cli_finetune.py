@@ -1,4 +1,4 @@
-"""``train --fine-tune``, checkpoints and ``--resume``, and torchrun (tlhelpers.finetune, checkpoint, distributed).
+"""``train --fine-tune``, checkpoints and ``--resume``, and torchrun (tlhelpers.recipe, checkpoint, distributed).
 
 The photos are a few generated JPEGs per class, so that each run takes seconds
 on a CPU.  Runs in subprocesses use one thread and ``--deterministic``: the
@@ -18,7 +18,7 @@ import pytest
 import torch
 from test_data import PETS, make_dataset
 
-from tlhelpers import checkpoint, cli, distributed, finetune, surgery, train, zoo
+from tlhelpers import checkpoint, cli, distributed, recipe, surgery, train, zoo
 from tlhelpers.classifier import Classifier
 
 TINY = ["--epochs", "3", "--batch-size", "4", "--deterministic", "--no-progress"]
@@ -113,7 +113,7 @@ def test_help_shows_the_new_options():
         "torchrun",
     ):
         assert option in help_text
-    assert cli.FINE_TUNE_MODES == finetune.MODES
+    assert cli.FINE_TUNE_MODES == recipe.MODES
 
 
 # --------------------------------------------------------------------------- #
@@ -131,7 +131,7 @@ def interrupt_in_epoch(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(finetune.train, "one_epoch", one_epoch)
+    monkeypatch.setattr(recipe.train, "one_epoch", one_epoch)
 
 
 @pytest.fixture

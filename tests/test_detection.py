@@ -60,8 +60,8 @@ def test_every_photo_is_used_once_before_any_is_used_again(photos):
 
 def test_scene_set_tensors_and_targets(photos):
     scenes = detection.make_scenes(photos, 4, size=64, seed=0)
-    images = scenes.images()
-    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32 and 0 <= images.min() <= images.max() <= 1
+    pixels = scenes.pixels()
+    assert pixels.shape == (4, 3, 64, 64) and pixels.dtype == torch.float32 and 0 <= pixels.min() <= pixels.max() <= 1
     target = scenes.targets()[0]
     assert target["boxes"].shape == (len(scenes[0].boxes), 4) and target["labels"].dtype == torch.int64
     assert repr(scenes).startswith(f"SceneSet(4 × 64 px: {scenes.objects()} animals, cats=")
@@ -116,9 +116,9 @@ def test_a_frozen_body_stays_frozen_and_its_cached_maps_give_the_same_losses(pho
     detection._train_mode(detector)
     index = torch.arange(4)
     with runtime.seeded(1):
-        direct = detection.loss(detector, scenes.images(), scenes.targets())
+        direct = detection.loss(detector, scenes.pixels(), scenes.targets())
     with runtime.seeded(1):
-        from_cache = detection.loss(detector, scenes.images(), scenes.targets(), cached, index)
+        from_cache = detection.loss(detector, scenes.pixels(), scenes.targets(), cached, index)
     for key in direct:
         assert torch.allclose(direct[key], from_cache[key], atol=1e-5), key
     optimizer = torch.optim.SGD([p for p in detector.parameters() if p.requires_grad], lr=1e-2)

@@ -15,7 +15,7 @@ from PIL import Image
 from test_classifier import noise_picture
 from torch import nn
 
-from tlhelpers import export, onnx_inference, speed, zoo
+from tlhelpers import export, onnx_inference, runtime, zoo
 from tlhelpers.classifier import Classifier
 
 CLASSES = ["cats", "dogs", "panda"]
@@ -232,20 +232,20 @@ def test_speed_measures_calls_and_batches():
         return np.ones((len(batch), 2))
 
     photos = np.zeros((70, 3))
-    assert speed.latency(predict, photos[:1], repeats=3, warmup=2) >= 0 and calls == [1] * 5
-    assert speed.throughput(predict, photos[:8], repeats=2) > 0 and calls[5:] == [8] * 3
-    outputs, rate = speed.run_in_batches(predict, photos, batch_size=32)
+    assert runtime.latency(predict, photos[:1], repeats=3, warmup=2) >= 0 and calls == [1] * 5
+    assert runtime.throughput(predict, photos[:8], repeats=2) > 0 and calls[5:] == [8] * 3
+    outputs, rate = runtime.run_in_batches(predict, photos, batch_size=32)
     assert outputs.shape == (70, 2) and rate > 0 and calls[8:] == [32, 32, 6]
-    assert speed.run_in_batches(predict, photos[:5], batch_size=32)[0].shape == (5, 2)
+    assert runtime.run_in_batches(predict, photos[:5], batch_size=32)[0].shape == (5, 2)
     with pytest.raises(ValueError):
-        speed.latency(predict, photos[:1], repeats=0)
+        runtime.latency(predict, photos[:1], repeats=0)
 
 
 def test_seconds_summarises_the_timed_calls_only(monkeypatch):
     ticks = iter([0.0, 1.0, 1.0, 4.0, 4.0, 6.0])  # three timed calls: 1 s, 3 s, 2 s
-    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: next(ticks))
     calls = []
-    assert speed.seconds(lambda: calls.append(1), repeats=3, warmup=2, summary=min) == 1.0
+    assert runtime.seconds(lambda: calls.append(1), repeats=3, warmup=2, summary=min) == 1.0
     assert len(calls) == 5  # the warm-up calls are not timed
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tlhelpers import label_issues
+from tlhelpers import neighbours
 
 
 def nearest_mean(x, y):
@@ -30,7 +30,7 @@ def test_out_of_fold_probabilities_never_see_the_photo():
         seen.extend(held_out.tolist())
         return nearest_mean(x, y)(train_index, held_out)
 
-    probs = label_issues.out_of_fold_probabilities(y, fit_predict, folds=5)
+    probs = neighbours.out_of_fold_probabilities(y, fit_predict, folds=5)
     assert sorted(seen) == list(range(len(y)))
     assert probs.shape == (60, 3) and torch.allclose(probs.sum(1), torch.ones(60))
     assert (probs.argmax(1) == y).float().mean() > 0.95
@@ -39,26 +39,26 @@ def test_out_of_fold_probabilities_never_see_the_photo():
 def test_folds_shrink_to_the_smallest_class_and_need_two():
     y = torch.tensor([0, 0, 1, 1, 1])
     calls = []
-    label_issues.out_of_fold_probabilities(y, lambda tr, te: calls.append(1) or torch.full((len(te), 2), 0.5), folds=5)
+    neighbours.out_of_fold_probabilities(y, lambda tr, te: calls.append(1) or torch.full((len(te), 2), 0.5), folds=5)
     assert len(calls) == 2
     with pytest.raises(ValueError, match="at least 2"):
-        label_issues.out_of_fold_probabilities(torch.tensor([0, 1, 1]), lambda tr, te: None)
+        neighbours.out_of_fold_probabilities(torch.tensor([0, 1, 1]), lambda tr, te: None)
 
 
 def test_rank_puts_flipped_labels_first():
     x, y = blobs()
     noisy = y.clone()
     noisy[[3, 25, 47]] = torch.tensor([1, 2, 0])
-    probs = label_issues.out_of_fold_probabilities(noisy, nearest_mean(x, noisy), folds=5)
-    found = label_issues.find(noisy, probs)
+    probs = neighbours.out_of_fold_probabilities(noisy, nearest_mean(x, noisy), folds=5)
+    found = neighbours.find(noisy, probs)
     assert set(found[:3].tolist()) == {3, 25, 47}
     with pytest.raises(ValueError, match="one row"):
-        label_issues.find(noisy[:5], probs)
+        neighbours.find(noisy[:5], probs)
 
 
 def test_a_row_of_zeros_is_refused_clearly():
-    from tlhelpers import label_issues
+    from tlhelpers import neighbours
 
     probs = torch.tensor([[0.9, 0.1], [0.0, 0.0], [0.2, 0.8], [0.1, 0.9]])
     with pytest.raises(ValueError, match=r"sum to 0 \(the first is row 1\)"):
-        label_issues.find(torch.tensor([0, 0, 1, 1]), probs)
+        neighbours.find(torch.tensor([0, 0, 1, 1]), probs)

@@ -6,69 +6,71 @@ from tlhelpers import neighbours
 
 def test_search_finds_the_most_similar_direction_first():
     keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
-    sims, idx = neighbours.search(torch.tensor([[2.0, 0.1]]), keys, k=3)
+    sims, idx = neighbours.search(queries=torch.tensor([[2.0, 0.1]]), keys=keys, k=3)
     assert idx.tolist() == [[0, 2, 1]]
     assert sims[0, 0] == pytest.approx(0.99875, abs=1e-4) and (sims[0, :-1] >= sims[0, 1:]).all()
 
 
 def test_search_can_leave_the_query_itself_out_and_reduces_k():
     x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    _, idx = neighbours.search(x, x, k=5, exclude_self=True)
+    _, idx = neighbours.search(queries=x, keys=x, k=5, exclude_self=True)
     assert idx.shape == (3, 2) and idx[0, 0] == 1 and idx[1, 0] == 0
     assert all(i not in row for i, row in enumerate(idx.tolist()))
     with pytest.raises(ValueError, match="keys themselves"):
-        neighbours.search(x[:2], x, exclude_self=True)
+        neighbours.search(queries=x[:2], keys=x, exclude_self=True)
 
 
 def test_search_in_blocks_equals_one_product(monkeypatch):
     x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
-    whole = neighbours.search(x, x, k=4, exclude_self=True)
+    whole = neighbours.search(queries=x, keys=x, k=4, exclude_self=True)
     monkeypatch.setattr(neighbours, "BLOCK", 7)
-    blocked = neighbours.search(x, x, k=4, exclude_self=True)
+    blocked = neighbours.search(queries=x, keys=x, k=4, exclude_self=True)
     assert torch.equal(whole[1], blocked[1]) and torch.allclose(whole[0], blocked[0])
 
 
 def test_centring_changes_the_scale_not_the_order_for_a_shifted_collection():
     x = torch.randn(30, 5, generator=torch.Generator().manual_seed(1)) + 10  # all far from the origin
-    raw, _ = neighbours.search(x, x, k=1, exclude_self=True)
-    centred, _ = neighbours.search(x, x, k=1, exclude_self=True, center=x.mean(0))
+    raw, _ = neighbours.search(queries=x, keys=x, k=1, exclude_self=True)
+    centred, _ = neighbours.search(queries=x, keys=x, k=1, exclude_self=True, center=x.mean(0))
     assert raw.min() > 0.99 and centred.min() < 0.9
 
 
 def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match="2-D"):
-        neighbours.search(torch.zeros(3), torch.zeros(3, 2))
+        neighbours.search(queries=torch.zeros(3), keys=torch.zeros(3, 2))
     with pytest.raises(ValueError, match="features"):
-        neighbours.search(torch.zeros(1, 3), torch.zeros(4, 2))
+        neighbours.search(queries=torch.zeros(1, 3), keys=torch.zeros(4, 2))
 
 
 def test_knn_votes_by_similarity():
     train = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
     labels = torch.tensor([0, 0, 1, 1])
-    preds, scores = neighbours.knn_predict(train, labels, torch.tensor([[1.0, 0.05], [0.05, 1.0]]), k=3)
+    preds, scores = neighbours.knn_predict(
+        queries=torch.tensor([[1.0, 0.05], [0.05, 1.0]]), keys=train, key_labels=labels, k=3
+    )
     assert preds.tolist() == [0, 1]
     assert torch.allclose(scores.sum(1), torch.ones(2)) and scores[0, 0] > 0.5
-    _, scores = neighbours.knn_predict(train, labels, train[:1], k=2, num_classes=3)
+    _, scores = neighbours.knn_predict(queries=train[:1], keys=train, key_labels=labels, k=2, num_classes=3)
     assert scores.shape == (1, 3) and scores[0, 2] == 0
     with pytest.raises(ValueError, match="labels"):
-        neighbours.knn_predict(train, labels[:2], train)
+        neighbours.knn_predict(queries=train, keys=train, key_labels=labels[:2])
 
 
 def test_nearest_gives_the_best_match():
-    sims, idx = neighbours.nearest(torch.tensor([[0.0, 2.0]]), torch.tensor([[1.0, 0.0], [0.1, 1.0]]))
+    sims, idx = neighbours.nearest(queries=torch.tensor([[0.0, 2.0]]), keys=torch.tensor([[1.0, 0.0], [0.1, 1.0]]))
     assert idx.tolist() == [1] and sims.item() == pytest.approx(0.995, abs=1e-3)
 
 
 def test_duplicate_pairs_within_and_across(monkeypatch):
     x = torch.tensor([[1.0, 0.0, 0.0], [0.99, 0.01, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.02, 1.0]])
-    pairs = neighbours.duplicate_pairs(x, 0.99)
+    pairs = neighbours.duplicate_pairs(queries=x, threshold=0.99)
     assert [(i, j) for i, j, _ in pairs] == [(0, 1), (3, 4)]  # most similar first
     assert pairs[0][2] > pairs[1][2] >= 0.99
     monkeypatch.setattr(neighbours, "BLOCK", 2)
-    assert neighbours.duplicate_pairs(x, 0.99) == pairs
-    across = neighbours.duplicate_pairs(x[:2], 0.99, others=x[1:])
+    assert neighbours.duplicate_pairs(queries=x, threshold=0.99) == pairs
+    across = neighbours.duplicate_pairs(queries=x[:2], keys=x[1:], threshold=0.99)
     assert sorted((i, j) for i, j, _ in across) == [(0, 0), (1, 0)]
-    assert neighbours.duplicate_pairs(x, 1.5) == []
+    assert neighbours.duplicate_pairs(queries=x, threshold=1.5) == []
 
 
 def test_recall_at_k():
@@ -84,10 +86,10 @@ def test_knn_predict_names_impossible_labels_clearly():
 
     keys = torch.eye(3)
     with pytest.raises(ValueError, match="a label is 5, but num_classes is 3"):
-        neighbours.knn_predict(keys, torch.tensor([0, 1, 5]), keys, k=1, num_classes=3)
+        neighbours.knn_predict(queries=keys, keys=keys, key_labels=torch.tensor([0, 1, 5]), k=1, num_classes=3)
     with pytest.raises(ValueError, match="class indices from 0"):
-        neighbours.knn_predict(keys, torch.tensor([0, -1, 1]), keys, k=1)
-    _, scores = neighbours.knn_predict(keys, torch.tensor([0, 1, 1]), keys, k=1, num_classes=4)
+        neighbours.knn_predict(queries=keys, keys=keys, key_labels=torch.tensor([0, -1, 1]), k=1)
+    _, scores = neighbours.knn_predict(queries=keys, keys=keys, key_labels=torch.tensor([0, 1, 1]), k=1, num_classes=4)
     assert scores.shape == (3, 4)  # a class without training photos still has its column
 
 
@@ -144,7 +146,7 @@ def test_resaved_and_recropped_copies_are_found_and_other_photos_are_not(tmp_pat
         photo_files.append(tmp_path / f"photo{i}.png")
         copy_files.append(tmp_path / f"copy{i}.jpg")
     keys, queries = features.embed(backbone, photos), features.embed(backbone, copies)
-    pairs = neighbours.duplicate_pairs(queries, rule.features, center=center, others=keys)
+    pairs = neighbours.duplicate_pairs(queries=queries, keys=keys, threshold=rule.features, center=center)
     found = neighbours.near_duplicates(pairs, copy_files, photo_files, rule)
     assert all(i == j for i, j, _, _ in found)  # never another photo
     assert len(found) >= len(photos) - 2  # the copies, but for at most one per threshold

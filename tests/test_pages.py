@@ -1,4 +1,4 @@
-"""Tests of tlhelpers.pages (the explorers' HTML for the book) and the pure parts of tlhelpers.page_assets.
+"""Tests of tlhelpers.pages (the explorers' HTML for the book) and the pure parts of tlhelpers.pages.
 
 The pages themselves are used in Chromium by tests/browser/test_live.py.
 """
@@ -14,7 +14,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from tlhelpers import page_assets, pages, zoo
+from tlhelpers import pages, zoo
 
 
 def test_a_menu_stores_every_view_and_starts_inactive():
@@ -64,7 +64,7 @@ def test_rows_quantized_to_int8_keep_cosine_similarities():
     rng = np.random.default_rng(0)
     unit = rng.normal(size=(50, 64)).astype(np.float32)
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
-    q, scale = page_assets.quantize_rows(unit)
+    q, scale = pages.quantize_rows(unit)
     assert q.dtype == np.int8 and np.abs(q).max() == 127
     approx = q.astype(np.float32) * scale[:, None]
     assert np.abs(approx @ unit[0] - unit @ unit[0]).max() < 0.01
@@ -82,7 +82,7 @@ def test_page_network_gives_logits_pooled_features_and_maps_of_a_torchvision_mod
         source="random weights",
         head_name="fc",
     )
-    network = page_assets.page_network(backbone)
+    network = pages.page_network(backbone)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         logits, pooled, maps = network(x)
@@ -104,11 +104,11 @@ def test_page_network_refuses_vgg16():
         head_name="classifier.6",
     )
     with pytest.raises(ValueError, match="global average pooling|spatial mean"):
-        page_assets.page_network(backbone)
+        pages.page_network(backbone)
 
 
 def test_an_asset_is_one_classic_script(tmp_path):
-    path = page_assets.write_asset(tmp_path, "demo", {"b": 2, "a": [1.5]})
+    path = pages.write_asset(tmp_path, "demo", {"b": 2, "a": [1.5]})
     text = path.read_text()
     assert (
         text.splitlines()[1] == '(globalThis.tlbookAssets = globalThis.tlbookAssets || {})["demo"] = {"a":[1.5],"b":2};'

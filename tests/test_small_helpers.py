@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tlhelpers import explain, features, files, neighbours, pages, plots, runtime, zoo  # noqa: E402
+from tlhelpers import explain, features, neighbours, pages, plots, runtime, zoo  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -87,15 +87,15 @@ def test_fallback_forced_follows_its_switch(monkeypatch):
 def test_save_atomically_replaces_in_one_step_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "sub" / "x.pt"
     path.parent.mkdir()
-    assert files.save_atomically({"a": 1}, path) == path
-    files.save_atomically({"a": 2}, path)
+    assert runtime.save_atomically({"a": 1}, path) == path
+    runtime.save_atomically({"a": 2}, path)
     assert torch.load(path) == {"a": 2} and os.listdir(path.parent) == ["x.pt"]
 
 
 def test_shown_path_is_relative_with_slashes_or_whole(tmp_path):
-    assert files.shown_path(tmp_path / "cats" / "a.jpg", tmp_path) == "cats/a.jpg"
+    assert runtime.shown_path(tmp_path / "cats" / "a.jpg", tmp_path) == "cats/a.jpg"
     elsewhere = tmp_path.parent / "other.jpg"
-    assert files.shown_path(elsewhere, tmp_path) == str(elsewhere)
+    assert runtime.shown_path(elsewhere, tmp_path) == str(elsewhere)
 
 
 def test_cache_folder_comes_from_the_argument_then_the_environment(tmp_path, monkeypatch):

@@ -243,7 +243,7 @@ def test_inference_helpers_leave_the_callers_model_as_it_was():
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from tlhelpers import activations, train, tta
+    from tlhelpers import augment, explain, train
 
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3),
@@ -256,6 +256,6 @@ def test_inference_helpers_leave_the_callers_model_as_it_was():
     loader = DataLoader(TensorDataset(torch.randn(6, 3, 8, 8), torch.tensor([0, 1] * 3)), batch_size=3)
     model.train()
     train.evaluate(model, loader)
-    tta.flip_predict(model, loader)
-    activations.activations(model, loader, 1, head_name="5")
+    augment.flip_predict(model, loader)
+    explain.activations(model, loader, 1, head_name="5")
     assert all(m.training for m in model.modules())

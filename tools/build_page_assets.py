@@ -4,7 +4,7 @@
     python tools/build_page_assets.py --force    # build again even when up to date
 
 What is built, and why it travels as scripts, is explained in
-``tlhelpers.page_assets``.  The folder is ignored by git; its ``static/``
+``tlhelpers.pages``.  The folder is ignored by git; its ``static/``
 is listed in ``html_static_path`` (``_config.yml``), so the pages load the
 assets from the book itself (``_static/page-assets/``).  A stamp records the package version, the
 photos and the libraries it was built from; nothing is rebuilt while they stay
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="build even when the stamp says up to date")
     args = parser.parse_args(argv)
     os.environ.setdefault("TLHELPERS_FORCE_FALLBACK", "1")
-    from tlhelpers import data, page_assets
+    from tlhelpers import data, pages
 
     try:
         stamp = fingerprint()
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     runtime_bytes = sum(path.stat().st_size for path in RUNTIME.glob("*.js"))
-    manifest = page_assets.build(OUT, runtime_bytes=runtime_bytes)
+    manifest = pages.build(OUT, runtime_bytes=runtime_bytes)
     STAMP.write_text(stamp + "\n")
     for task, entry in manifest["tasks"].items():
-        print(f"  {task:12s} {page_assets.megabytes(entry['bytes']):>8s}  ({', '.join(entry['assets'])})")
+        print(f"  {task:12s} {pages.megabytes(entry['bytes']):>8s}  ({', '.join(entry['assets'])})")
     for name, check in manifest["checks"].items():
         print(
             f"  {name}: same top class {check['same top class']:.0%}, "

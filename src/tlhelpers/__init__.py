@@ -3,26 +3,50 @@
 One module per concept; import what a chapter needs explicitly, e.g.
 ``from tlhelpers import zoo, data``.  Importing the package does nothing else.
 
-======================  ==================================================
-``zoo``                 pretrained backbones by name, with an offline fallback
-``data``                finding, checking and loading the photos
-``surgery``             the head, freezing, train/eval modes, parameter counts
-``features``            backbone features computed once and cached
-``heads``               linear heads on stored features
-``train``               the one training loop and evaluation
-``classifier``          a backbone plus a trained head, saved in one file
-``explain``             class activation maps
-``detection``           a zoo backbone inside an object detector, COCO's mAP
-``plots``, ``widgets``  figures, tables and interactive explorers
-``checks``              the book's claims, checked where they are made
-``runtime``             environment switches, device, seeded runs
-``files``               atomic saving and paths as notebooks show them
-======================  ==================================================
+==================  ======================================================
+**Backbones and photos**
+--------------------------------------------------------------------------
+``zoo``             pretrained backbones by name, with an offline fallback
+``images``          the one image decoder (no torch needed): EXIF, RGB
+``data``            finding, checking, splitting and loading the photos
+``augment``         training and evaluation transforms, test-time flips
+**Training**
+--------------------------------------------------------------------------
+``surgery``         heads, blocks, freezing, train/eval modes, counts
+``features``        backbone features computed once and cached
+``heads``           linear heads on stored features
+``train``           the one training loop, schedules, gradual unfreezing
+``classifier``      a backbone plus a trained head, saved in one file
+``recipe``          training on a folder: what ``train`` runs
+``checkpoint``      a training run's resumable state
+``distributed``     torchrun: processes, samplers, gathering
+**Using the features**
+--------------------------------------------------------------------------
+``neighbours``      search, duplicates, unusual photos, label issues
+``explain``         class activation maps, cached activations
+``detection``       a zoo backbone inside an object detector, COCO's mAP
+**Shipping**
+--------------------------------------------------------------------------
+``export``          ONNX files, float32 and int8
+``onnx_inference``  running them with onnxruntime, without torch
+``cli``             ``python -m tlhelpers train|export|predict``
+**The book**
+--------------------------------------------------------------------------
+``plots``           figures
+``tables``          text and Markdown tables
+``widgets``         interactive explorers in Jupyter
+``pages``           the same explorers live in the rendered book
+``checks``          the book's claims, checked where they are made
+``runtime``         switches, device, seeded runs, atomic files, clocks
+==================  ======================================================
 
 Conventions
 -----------
+* ``images`` is always a :class:`~tlhelpers.data.ImageSet` (files, labels,
+  classes); a decoded PIL picture is a ``picture`` or a ``photo``.
 * ``fit``/``fit_linear`` train and return a :class:`~tlhelpers.train.History`;
-  ``predict`` returns ``(predicted labels, probabilities)``; ``evaluate``
+  every ``predict`` (and :func:`~tlhelpers.augment.flip_predict`) returns
+  ``(predicted labels, probabilities)``; ``evaluate``
   returns ``{"loss", "acc", "n"}`` with ``acc`` in [0, 1].  Detection keeps
   torchvision's format instead: :func:`tlhelpers.detection.predict` returns
   one ``{"boxes", "scores", "labels"}`` per picture, and
@@ -30,10 +54,14 @@ Conventions
 * Training and validation data are passed as ``train_…``/``val_…`` arguments
   (``train_loader``, ``train_features``), never as a bare ``train`` that
   would hide the :mod:`tlhelpers.train` module.
+* Every search of :mod:`tlhelpers.neighbours` takes ``queries=`` and
+  ``keys=`` by keyword (and ``key_labels=`` for a vote): each query is
+  looked up among the keys.
 * ``head`` is always a layer (an ``nn.Linear``); ``head_name`` is its dotted
   module name (``"fc"``, ``"classifier.6"``).
-* Each function's docstring names the chapters that call it, e.g.
-  ``(chapters 2–4)``; a test derives that from the notebooks.
+* Which chapters call each helper is listed on the book's page "The
+  helpers, chapter by chapter" (``book/helpers.md``), which
+  ``tools/helper_index.py`` writes from the notebooks' code.
 * Optional dependencies are imported where they are used, with
   :func:`optional`; a missing one names the extra that installs it
   (``pip install "tlhelpers[chapters]"`` installs every one).
@@ -58,7 +86,7 @@ EXTRAS = {
 
 
 def optional(module: str):
-    """Import an optional dependency, or say which extra installs it (chapters 5–7, indirectly).
+    """Import an optional dependency, or say which extra installs it.
 
     A missing one raises ``ModuleNotFoundError`` with the ``pip install``
     line; a dependency that is there but fails to import raises as it is.

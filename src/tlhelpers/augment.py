@@ -1,4 +1,4 @@
-"""Data augmentation with ``torchvision.transforms.v2``: training and evaluation transforms (chapter 5).
+"""Data augmentation with ``torchvision.transforms.v2``: training, evaluation and test-time transforms (chapter 5).
 
 Augmentation belongs to training only.  :func:`train_transform` draws a new
 random crop, flip and colour change every time a photo is used;
@@ -7,24 +7,29 @@ weights expect (resize, centre crop, normalise), for validation, testing and
 cached features.  Photos can be decoded once into :func:`decoded` tensors and
 augmented from memory by :class:`TransformedImages`, so that an epoch costs
 the network's time, not the JPEG decoder's.
+
+**Test-time augmentation.**  :func:`flip_predict` averages the predictions for a photo and its mirror image.
 """
 
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+from tlhelpers import surgery
 
 POLICIES = ("none", "jitter", "trivial")
 
 
 def eval_transform(size: int, mean: Sequence[float], std: Sequence[float], resize: int | None = None) -> v2.Compose:
-    """Resize the short side to ``resize`` (if given), centre-crop ``size``, scale to [0, 1], normalise (chapter 5)."""
+    """Resize the short side to ``resize`` (if given), centre-crop ``size``, scale to [0, 1], normalise."""
     steps = [v2.ToImage()]
     if resize is not None:
         steps.append(v2.Resize(resize, antialias=True))
@@ -40,7 +45,7 @@ def train_transform(
     scale: tuple[float, float] = (0.35, 1.0),
     flip: bool = True,
 ) -> v2.Compose:
-    """A random crop of ``scale`` of the photo's area resized to ``size``, a flip, a colour policy (chapter 5).
+    """A random crop of ``scale`` of the photo's area resized to ``size``, a flip, a colour policy.
 
     ``policy``: ``"none"``, ``"jitter"`` (brightness, contrast and saturation
     ±20 %; not the hue, the slowest on a CPU) or ``"trivial"`` (``TrivialAugmentWide``: one random
@@ -64,7 +69,7 @@ def train_transform(
 
 
 def decoded(images, short_side: int) -> tuple[list[torch.Tensor], list[int]]:
-    """Every photo of ``images`` (an ``ImageSet``) decoded once, short side resized to ``short_side`` (chapter 5).
+    """Every photo of ``images`` (an ``ImageSet``) decoded once, short side resized to ``short_side``.
 
     Returns uint8 CHW tensors (their aspect ratios differ, so a list) and the
     labels.  Unreadable files are skipped with the warning of
@@ -81,7 +86,7 @@ def decoded(images, short_side: int) -> tuple[list[torch.Tensor], list[int]]:
 def resaved_copy(
     picture: Image.Image, seed: int, keep: float = 0.95, scale: float = 0.8, quality: int = 80, shift: float = 0.05
 ) -> Image.Image:
-    """The photo as the web may return it: cropped, resized, recoloured, recompressed (chapters 4 and 6, indirectly).
+    """The photo as the web may return it: cropped, resized, recoloured, recompressed.
 
     Each side keeps a random ``keep`` to 100 % of its length, the crop is
     resized to ``scale`` of its size, brightness, contrast and saturation move
@@ -108,7 +113,7 @@ def resaved_copy(
 
 
 class TransformedImages(Dataset):
-    """``(transform(photo), label)`` for decoded photos: a fresh random draw at every access (chapter 5)."""
+    """``(transform(photo), label)`` for decoded photos: a fresh random draw at every access."""
 
     def __init__(self, photos: Sequence[torch.Tensor], labels: Sequence[int], transform: Callable):
         if len(photos) != len(labels):
@@ -120,3 +125,33 @@ class TransformedImages(Dataset):
 
     def __getitem__(self, index: int):
         return self.transform(self.photos[index]), self.labels[index]
+
+
+# --------------------------------------------------------------------------- #
+# Test-time augmentation
+# --------------------------------------------------------------------------- #
+
+
+def flip_predict(
+    model: nn.Module, loader: Iterable, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(predicted labels, probabilities)`` from the mean softmax of each photo and its flip.
+
+    Every batch ``(images, labels, ...)`` of ``loader`` is passed twice: as it
+    is and mirrored left to right.  Runs in eval mode under
+    ``torch.inference_mode()`` on ``device`` (default: the model's), and puts
+    the model back as it was (:func:`tlhelpers.surgery.evaluating`); results
+    on the CPU.
+    """
+    probs = []
+    with surgery.evaluating(model, device) as device, torch.inference_mode():
+        for batch in loader:
+            if batch is None:
+                continue
+            x = batch[0].to(device)
+            p = (model(x).float().softmax(1) + model(x.flip(-1)).float().softmax(1)) / 2
+            probs.append(p.cpu())
+    if not probs:
+        raise ValueError("the loader gave no usable batch")
+    probs_all = torch.cat(probs)
+    return probs_all.argmax(1), probs_all

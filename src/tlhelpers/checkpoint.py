@@ -6,7 +6,7 @@ the random states of Python, NumPy and PyTorch (of every process), the
 number of epochs done, the history, the best epoch so far and its weights,
 and the run's *identity*: the folder, its classes and files, the split, the
 backbone and the settings.  :func:`save` writes it atomically
-(:func:`tlhelpers.files.save_atomically`), so a run killed at any moment
+(:func:`tlhelpers.runtime.save_atomically`), so a run killed at any moment
 leaves the previous epoch's checkpoint intact; :func:`load` reads it back and
 :func:`mismatch` says, in one sentence, why a checkpoint does not belong to
 the run about to resume from it.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tlhelpers import files
+from tlhelpers import runtime
 
 FORMAT = "tlhelpers.checkpoint"
 FORMAT_VERSION = 1
@@ -43,7 +43,7 @@ def files_digest(images) -> str:
     """SHA-256 of an ``ImageSet``'s class names and of its files (relative to its root) with their labels."""
     digest = hashlib.sha256(repr(list(images.classes)).encode())
     for path, label in zip(images.files, images.labels):
-        digest.update(f"{files.shown_path(path, images.root)}|{int(label)}\n".encode())
+        digest.update(f"{runtime.shown_path(path, images.root)}|{int(label)}\n".encode())
     return digest.hexdigest()
 
 
@@ -71,7 +71,7 @@ def set_rng_state(state: dict) -> None:
 
 def save(state: dict, path: str | os.PathLike) -> Path:
     """Write a checkpoint (``state`` plus the format marker) atomically; returns the path."""
-    return files.save_atomically({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, path)
+    return runtime.save_atomically({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, path)
 
 
 def is_checkpoint_file(path: str | os.PathLike) -> bool:

@@ -30,7 +30,7 @@ def strict() -> bool:
 
 
 def expect(holds, claim: str, book: str, seen: str) -> None:
-    """Check one claim of the text (chapters 1–9).
+    """Check one claim of the text.
 
     ``claim`` says what the text states, ``book`` what the book's own run
     measured, ``seen`` what this run measured, e.g.::

@@ -41,7 +41,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from tlhelpers import data, features, files, runtime, surgery, zoo
+from tlhelpers import data, features, runtime, surgery, zoo
 
 FORMAT = "tlhelpers.classifier"
 FORMAT_VERSION = 1
@@ -53,7 +53,7 @@ class ClassifierFileError(RuntimeError):
 
 
 def preprocessing(transforms) -> dict:
-    """The parameters of a torchvision ``ImageClassification`` preset as plain data (chapter 4, indirectly)."""
+    """The parameters of a torchvision ``ImageClassification`` preset as plain data."""
     try:
         return {
             "crop_size": [int(v) for v in transforms.crop_size],
@@ -85,7 +85,7 @@ def _picture(item) -> Image.Image:
 
 @dataclass(eq=False)
 class Classifier:
-    """A pretrained zoo backbone with a linear head trained on its pooled features (chapters 2, 4 and 7).
+    """A pretrained zoo backbone with a linear head trained on its pooled features.
 
     ``backbone`` is the :class:`tlhelpers.zoo.Backbone` whose features the head
     was trained on (``backbone.name`` is the model that ran, ``requested`` the
@@ -123,7 +123,7 @@ class Classifier:
         return f"Classifier({self.backbone.label}: {', '.join(self.classes)})"
 
     def model(self) -> nn.Module:
-        """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode (chapters 2 and 4).
+        """A copy of the backbone with ``head`` in place of its ImageNet head, in eval mode.
 
         The result is an ordinary ``nn.Module`` that maps normalised image
         batches to class logits; changing it changes nothing here.
@@ -133,18 +133,18 @@ class Classifier:
         new_head.load_state_dict(self.head.state_dict())
         return model.eval()
 
-    def rank(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
-        """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k`` (chapter 4).
+    def rank(self, pictures, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+        """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k``.
 
-        ``images`` are file paths (read with :func:`tlhelpers.data.load_rgb`,
+        ``pictures`` are file paths (read with :func:`tlhelpers.data.load_rgb`,
         which raises :class:`~tlhelpers.data.UnreadableImage` for a bad file) or
-        PIL images; a single path or image counts as a list of one.  Runs in
+        PIL pictures; a single path or image counts as a list of one.  Runs in
         eval mode under ``torch.inference_mode()`` in batches of ``batch_size``,
         on the device the backbone is on, without copying the backbone.
         """
-        if isinstance(images, (str, os.PathLike, Image.Image)):
-            images = [images]
-        images = list(images)
+        if isinstance(pictures, (str, os.PathLike, Image.Image)):
+            pictures = [pictures]
+        pictures = list(pictures)
         k = len(self.classes) if k is None else k
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -164,9 +164,9 @@ class Classifier:
         results = []
         try:
             with surgery.evaluating(model), torch.inference_mode():
-                for start in range(0, len(images), batch_size):
-                    pictures = [_picture(item) for item in images[start : start + batch_size]]
-                    batch = torch.stack([self.backbone.transforms(picture) for picture in pictures])
+                for start in range(0, len(pictures), batch_size):
+                    chunk = [_picture(item) for item in pictures[start : start + batch_size]]
+                    batch = torch.stack([self.backbone.transforms(picture) for picture in chunk])
                     probabilities = model(batch.to(device)).float().softmax(1).cpu()
                     top = probabilities.topk(k, dim=1)
                     for values, indices in zip(top.values.tolist(), top.indices.tolist()):
@@ -176,7 +176,7 @@ class Classifier:
         return results
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the classifier to ``path`` (one small file, atomically); returns the path (chapter 4).
+        """Write the classifier to ``path`` (one small file, atomically); returns the path.
 
         See the module docstring for what the file holds.  Raises ``TypeError``
         when the backbone is not a :mod:`tlhelpers.zoo` model (it could not be
@@ -209,11 +209,11 @@ class Classifier:
                 for name, tensor in self.backbone.model.state_dict().items()
                 if not surgery.matches(name, self.backbone.head_name)
             }
-        return files.save_atomically(payload, path)
+        return runtime.save_atomically(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Classifier:
-        """Read a file written by :meth:`save` and rebuild the classifier (chapter 4).
+        """Read a file written by :meth:`save` and rebuild the classifier.
 
         The backbone comes from ``zoo.load(<the name that ran>)``.  Raises
         :class:`ClassifierFileError` (naming the file) when it is missing,

@@ -217,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
-    from tlhelpers import checkpoint, data, distributed, finetune, recipe, zoo
+    from tlhelpers import checkpoint, data, distributed, recipe, zoo
 
     def refuse(message: str, status: int) -> int:
         if context.main:
@@ -258,13 +258,13 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
         return refuse(str(error), 2)
     say(f"\nBackbone: {backbone.source}")
     if context.distributed:
-        batch = args.batch_size or finetune.DEFAULTS[args.fine_tune]["batch_size"]
+        batch = args.batch_size or recipe.DEFAULTS[args.fine_tune]["batch_size"]
         say(
             f"{context.world_size} processes ({context.device.type}), {batch // context.world_size} photos each "
             f"per step, {batch} in all"
         )
     try:
-        result, outcome = finetune.run(
+        result, outcome = recipe.run(
             args.folder,
             backbone,
             output=args.output,
@@ -286,9 +286,9 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
             progress=progress,
             say=say,
         )
-    except finetune.RunRefused as error:
+    except recipe.RunRefused as error:
         return refuse(str(error), error.status)
-    except finetune.Interrupted as stop:
+    except recipe.Interrupted as stop:
         if context.main:
             print(
                 f"\nInterrupted. {stop.path} holds {stop.epochs_done} of {stop.epochs} epochs; continue with:\n"
@@ -350,7 +350,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-FINE_TUNE_MODES = ("head", "last-block", "all")  # tlhelpers.finetune.MODES, without importing torch for --help
+FINE_TUNE_MODES = ("head", "last-block", "all")  # tlhelpers.recipe.MODES, without importing torch for --help
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:

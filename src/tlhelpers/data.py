@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm.auto import tqdm
 
-from tlhelpers import files, runtime, tables
+from tlhelpers import runtime, tables
 
 # The decoder lives in the torch-free images module; data offers it under the names the chapters use.
 from tlhelpers.images import BrokenExifWarning, UnreadableImage, load_rgb, to_rgb  # noqa: F401
@@ -191,7 +191,7 @@ def _download(name: str, cache_target: Path) -> tuple[Path | None, str]:
 
 
 def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path:
-    """The folder of the dataset ``name``, found in a fixed order (chapters 1–9).
+    """The folder of the dataset ``name``, found in a fixed order.
 
     1. ``path`` when given: that folder, or ``path/name``.  An explicit path is
        never silently replaced by another place: if it is not a dataset folder,
@@ -248,7 +248,7 @@ def locate(path: str | os.PathLike | None = None, name: str = "animals") -> Path
 
 @dataclass(repr=False)
 class ImageSet:
-    """Labelled image files: ``files[i]`` belongs to class ``classes[labels[i]]`` (chapter 3)."""
+    """Labelled image files: ``files[i]`` belongs to class ``classes[labels[i]]``."""
 
     root: Path
     files: list[Path]
@@ -284,7 +284,7 @@ class ImageSet:
 
 
 def scan(root: str | os.PathLike) -> ImageSet:
-    """List the images of a dataset folder; each immediate subfolder is a class (chapters 1–9).
+    """List the images of a dataset folder; each immediate subfolder is a class.
 
     Classes are sorted by folder name and files by name; images are recognised
     by extension (any case, see ``IMAGE_EXTENSIONS``); hidden files and
@@ -326,7 +326,7 @@ def _class_permutation(images: ImageSet, label: int, seed: int, stream: int) -> 
 
 
 def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, ImageSet]:
-    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed (chapters 2–7 and 9).
+    """Stratified ``{"train", "val", "test"}`` split, the same for the same seed.
 
     Each class is divided in the proportions ``val`` and ``test`` (rounded per
     class); the rest is for training.  The parts are disjoint, cover every
@@ -346,7 +346,7 @@ def split(images: ImageSet, val: float = 0.15, test: float = 0.15, seed: int = 0
 
 
 def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
-    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all (chapters 2–8).
+    """``n`` images of each class, drawn with ``seed``; ``n=None`` keeps all.
 
     The draws are nested: for one seed, the 5-per-class set is contained in
     the 10-per-class set, so a learning curve over n compares like with like.
@@ -372,7 +372,7 @@ def per_class(images: ImageSet, n: int | None, seed: int = 0) -> ImageSet:
 
 
 class ImageDataset(Dataset):
-    """An :class:`ImageSet` as a PyTorch dataset of ``(transform(image), label)`` (chapters 2–4, indirectly).
+    """An :class:`ImageSet` as a PyTorch dataset of ``(transform(image), label)``.
 
     An unreadable file gives ``None`` instead of an item, one
     :class:`SkippedImageWarning` the first time, and an entry
@@ -423,7 +423,7 @@ def loader(
     seed: int = 0,
     num_workers: int = 0,
 ) -> DataLoader:
-    """A ``DataLoader`` over ``images`` that skips unreadable files (chapters 2 and 3).
+    """A ``DataLoader`` over ``images`` that skips unreadable files.
 
     Shuffling uses a ``torch.Generator`` seeded with ``seed``, so two runs see
     the same batches.  A batch whose files were all unreadable comes out as
@@ -447,7 +447,7 @@ def loader(
 
 @dataclass
 class CheckReport:
-    """What :func:`check` found in a dataset folder (chapter 4 and ``python -m tlhelpers check-data``)."""
+    """What :func:`check` found in a dataset folder."""
 
     root: Path
     classes: list[str] = field(default_factory=list)
@@ -499,7 +499,7 @@ class CheckReport:
             lines.append("")
             lines.append(f"Unusable files ({len(self.problems)}):")
             for path, reason in self.problems:
-                lines.append(f"  {files.shown_path(path, self.root)}: {reason}")
+                lines.append(f"  {runtime.shown_path(path, self.root)}: {reason}")
         if self.empty_classes:
             lines.append("")
             lines.append("Classes with no usable image: " + ", ".join(self.empty_classes))
@@ -514,7 +514,7 @@ class CheckReport:
 
 
 def check(root: str | os.PathLike, progress: bool = False) -> CheckReport:
-    """Open every image of a dataset folder and report what can be used (chapter 4).
+    """Open every image of a dataset folder and report what can be used.
 
     Never raises for a bad folder: a missing root, no class folders, files
     that are not images, truncated or corrupt photos all end up in the

@@ -100,7 +100,7 @@ class SceneSet:
         found = np.bincount([label - 1 for scene in self.scenes for label in scene.labels], minlength=len(self.classes))
         return {name: int(n) for name, n in zip(self.classes, found)}
 
-    def images(self) -> torch.Tensor:
+    def pixels(self) -> torch.Tensor:
         """All scenes as one float tensor in [0, 1], N × 3 × size × size (made once)."""
         if self._tensor is None:
             arrays = np.stack([np.asarray(scene.image, dtype=np.uint8) for scene in self.scenes])
@@ -154,7 +154,7 @@ def make_scenes(
     scale: tuple[float, float] = (0.3, 0.6),
     progress: bool = False,
 ) -> SceneSet:
-    """``n`` scenes of ``size`` × ``size`` pixels from the photos of ``images`` (chapter 9).
+    """``n`` scenes of ``size`` × ``size`` pixels from the photos of ``images``.
 
     Each scene gets 1 to ``max_animals`` photos on a :func:`texture`: the
     photo's longer side is a fraction ``scale`` of the scene, it is flipped
@@ -203,7 +203,7 @@ def make_scenes(
 
 
 def anchors_for(scenes: SceneSet, levels: int = 2, ratios: int = 3):
-    """Anchor sizes and aspect ratios that match the objects of ``scenes`` (chapter 9).
+    """Anchor sizes and aspect ratios that match the objects of ``scenes``.
 
     The boxes' sizes (√area) are split into ``levels`` groups from small to
     large, and each level gets two sizes, the 25th and 75th percentiles of its
@@ -273,7 +273,7 @@ def build(
     channels: int = 64,
     representation: int = 128,
 ) -> nn.Module:
-    """A Faster R-CNN detector on the classifier ``model`` (a zoo architecture ``name``) (chapter 9).
+    """A Faster R-CNN detector on the classifier ``model`` (a zoo architecture ``name``).
 
     ``model`` is used as it is (copy it first to keep the original); its
     layers up to the stride-32 stage become the body (:data:`NODES`).
@@ -330,7 +330,7 @@ def build(
 
 
 def param_groups(detector: nn.Module, head_lr: float, body_lr: float) -> list[dict]:
-    """The optimizer's groups: the body's trainable parameters at ``body_lr``, the rest at ``head_lr`` (chapter 9).
+    """The optimizer's groups: the body's trainable parameters at ``body_lr``, the rest at ``head_lr``.
 
     A frozen body has no group.  Like :func:`tlhelpers.surgery.param_groups`
     for a classifier: the pretrained part learns more slowly than the new parts.
@@ -344,7 +344,7 @@ def param_groups(detector: nn.Module, head_lr: float, body_lr: float) -> list[di
 
 
 def trainable_counts(detector: nn.Module) -> dict[str, int]:
-    """Trainable and total parameters of the body, and trainable ones of everything else (chapter 9)."""
+    """Trainable and total parameters of the body, and trainable ones of everything else."""
     counts = {"body": 0, "body total": 0, "rest": 0}
     for key, parameter in detector.named_parameters():
         where = "body" if key.startswith("backbone.body.") else "rest"
@@ -359,14 +359,14 @@ def trainable_counts(detector: nn.Module) -> dict[str, int]:
 # --------------------------------------------------------------------------- #
 
 
-def _features(detector: nn.Module, images: torch.Tensor, body: dict | None, index: torch.Tensor | None):
+def _features(detector: nn.Module, pixels: torch.Tensor, body: dict | None, index: torch.Tensor | None):
     """The detector's normalised inputs and pyramid maps; a cached body's maps when given."""
     from torchvision.models.detection.image_list import ImageList
 
     device = next(detector.parameters()).device
-    images = images.to(device)
-    normalised = detector.transform.normalize(images) if images.ndim == 4 else images
-    image_list = ImageList(normalised, [tuple(images.shape[-2:])] * len(images))
+    pixels = pixels.to(device)
+    normalised = detector.transform.normalize(pixels) if pixels.ndim == 4 else pixels
+    image_list = ImageList(normalised, [tuple(pixels.shape[-2:])] * len(pixels))
     if body is not None:
         maps = OrderedDict((key, value[index].to(device)) for key, value in body.items())
         return image_list, detector.backbone.fpn(maps)
@@ -374,7 +374,7 @@ def _features(detector: nn.Module, images: torch.Tensor, body: dict | None, inde
 
 
 def body_features(detector: nn.Module, scenes: SceneSet, batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """The body's feature maps of every scene, computed once, for a frozen body (chapter 9).
+    """The body's feature maps of every scene, computed once, for a frozen body.
 
     A frozen body computes the same maps in every epoch and every run, so
     :func:`fit` and :func:`predict` can take them from here instead.
@@ -385,7 +385,7 @@ def body_features(detector: nn.Module, scenes: SceneSet, batch_size: int = 32) -
     body.eval()
     out: dict[str, list] = {}
     with torch.inference_mode():
-        for batch in scenes.images().split(batch_size):
+        for batch in scenes.pixels().split(batch_size):
             maps = body(detector.transform.normalize(batch.to(device)))
             for key, value in maps.items():
                 out.setdefault(key, []).append(value.cpu())
@@ -402,9 +402,9 @@ def _train_mode(detector: nn.Module) -> None:
             module.eval()
 
 
-def loss(detector: nn.Module, images: torch.Tensor, targets: list[dict], body=None, index=None) -> dict:
+def loss(detector: nn.Module, pixels: torch.Tensor, targets: list[dict], body=None, index=None) -> dict:
     """The four losses of Faster R-CNN for one batch (the detector in training mode)."""
-    image_list, features = _features(detector, images, body, index)
+    image_list, features = _features(detector, pixels, body, index)
     device = image_list.tensors.device
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     proposals, rpn_losses = detector.rpn(image_list, features, targets)
@@ -424,7 +424,7 @@ def fit(
     progress: bool = True,
     device: torch.device | str | None = None,
 ) -> list[dict]:
-    """Train ``detector`` on ``scenes``; one row per epoch with the mean of each loss (chapter 9).
+    """Train ``detector`` on ``scenes``; one row per epoch with the mean of each loss.
 
     The batches are shuffled by ``seed``; ``body`` (from
     :func:`body_features`) replaces a frozen body's forward pass.  Frozen
@@ -432,7 +432,7 @@ def fit(
     """
     device = torch.device(device) if device is not None else runtime.pick_device()
     detector.to(device)
-    images, targets = scenes.images(), scenes.targets()
+    pixels, targets = scenes.pixels(), scenes.targets()
     generator = torch.Generator().manual_seed(seed)
     history = []
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", disable=not progress):
@@ -441,7 +441,7 @@ def fit(
         order = torch.randperm(len(scenes), generator=generator)
         batches = order.split(batch_size)
         for index in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
-            losses = loss(detector, images[index], [targets[i] for i in index], body, index)
+            losses = loss(detector, pixels[index], [targets[i] for i in index], body, index)
             total = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -459,12 +459,12 @@ def fit(
 def predict(
     detector: nn.Module, scenes: SceneSet, batch_size: int = 16, body: dict | None = None
 ) -> list[dict[str, torch.Tensor]]:
-    """Boxes, scores and labels for every scene (on the CPU), as torchvision returns them (chapter 9)."""
+    """Boxes, scores and labels for every scene (on the CPU), as torchvision returns them."""
     detector.eval()
-    images = scenes.images()
+    pixels = scenes.pixels()
     out = []
     for index in torch.arange(len(scenes)).split(batch_size):
-        image_list, features = _features(detector, images[index], body, index)
+        image_list, features = _features(detector, pixels[index], body, index)
         proposals, _ = detector.rpn(image_list, features)
         found, _ = detector.roi_heads(features, proposals, image_list.image_sizes)
         out += [{k: v.cpu() for k, v in d.items()} for d in found]
@@ -477,7 +477,7 @@ def predict(
 
 
 def evaluate(predictions: list[dict], scenes: SceneSet) -> dict:
-    """COCO's box metrics with torchmetrics' ``MeanAveragePrecision`` (chapter 9).
+    """COCO's box metrics with torchmetrics' ``MeanAveragePrecision``.
 
     Returns ``map_50`` (mAP at IoU 0.5), ``map`` (mAP averaged over IoU
     0.5:0.05:0.95), ``per_class`` (class name → ``{"ap_50", "ap"}``) and
@@ -508,7 +508,7 @@ def evaluate(predictions: list[dict], scenes: SceneSet) -> dict:
 
 
 def outcomes(prediction: dict, scene: Scene, threshold: float, iou: float = 0.5) -> dict[str, list]:
-    """Sort one scene's boxes (chapter 9):: ``hit``, ``wrong class``, ``false alarm`` (predictions), ``missed`` (truth).
+    """Sort one scene's boxes:: ``hit``, ``wrong class``, ``false alarm`` (predictions), ``missed`` (truth).
 
     Predictions scoring at least ``threshold`` are matched to the true boxes
     greedily, best score first, at IoU ≥ ``iou``: a match with the right label
@@ -545,7 +545,7 @@ def outcomes(prediction: dict, scene: Scene, threshold: float, iou: float = 0.5)
 
 
 def best_threshold(predictions: list[dict], scenes: SceneSet, candidates: Iterable[float] | None = None) -> float:
-    """The score threshold with the highest F1 (hits against every mistake), for drawing boxes (chapter 9).
+    """The score threshold with the highest F1 (hits against every mistake), for drawing boxes.
 
     Choose it on validation scenes, never on the test scenes it is used for.
     """
@@ -585,7 +585,7 @@ def draw(
     style="-",
     title: str | None = None,
 ) -> None:
-    """One picture with boxes and their labels (and scores) on a matplotlib axis (chapter 9)."""
+    """One picture with boxes and their labels (and scores) on a matplotlib axis."""
     from matplotlib.patches import Rectangle
 
     ax.imshow(image)
@@ -612,7 +612,7 @@ def draw(
 def draw_outcomes(
     ax, scene: Scene, prediction: dict, classes: Sequence[str], threshold: float, title: str | None = None
 ) -> dict[str, list]:
-    """A scene with its predictions coloured by :func:`outcomes` (misses dotted); returns them (chapter 9)."""
+    """A scene with its predictions coloured by :func:`outcomes` (misses dotted); returns them."""
     found = outcomes(prediction, scene, threshold)
     ax.imshow(scene.image)
     for kind, entries in found.items():
@@ -644,7 +644,7 @@ def coco_checkpoint_path() -> Path:
 
 
 def coco_weights_reachable() -> bool:
-    """Whether torchvision can be asked for the COCO detector's weights, cached or downloadable (chapter 9).
+    """Whether torchvision can be asked for the COCO detector's weights, cached or downloadable.
 
     False while ``TLHELPERS_FORCE_FALLBACK`` pins the book's stored outputs,
     as for :func:`tlhelpers.zoo.weights_reachable`.

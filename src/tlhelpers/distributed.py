@@ -61,7 +61,7 @@ def launched() -> bool:
 
 
 def start(device: torch.device | str | None = None) -> Context:
-    """Join torchrun's process group, or describe the single process (chapter 7, indirectly).
+    """Join torchrun's process group, or describe the single process.
 
     ``device``: default :func:`tlhelpers.runtime.pick_device`; under torchrun
     on CUDA each process takes the GPU ``LOCAL_RANK``.  The backend is NCCL
@@ -101,7 +101,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 class EpochSampler(DistributedSampler):
-    """A ``DistributedSampler`` that yields ``(epoch, index)`` pairs (chapter 7, indirectly).
+    """A ``DistributedSampler`` that yields ``(epoch, index)`` pairs.
 
     Shuffled with ``seed + epoch`` (call ``set_epoch`` before each epoch);
     process ``rank`` gets positions ``rank, rank + N, …`` of the shuffled
@@ -124,7 +124,7 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededItems(Dataset):
-    """``dataset[index]`` drawn with a random state of its own per ``(epoch, index)`` (chapter 7, indirectly).
+    """``dataset[index]`` drawn with a random state of its own per ``(epoch, index)``.
 
     A random augmentation then depends only on the run's seed, the epoch and
     the item: not on the loader's worker processes (``persistent_workers``

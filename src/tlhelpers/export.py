@@ -48,7 +48,7 @@ def _atomic_target(path: Path) -> Iterator[Path]:
 
 
 def set_metadata(model, values: dict[str, str]) -> None:
-    """Write ``values`` into an ONNX model's ``metadata_props``, replacing those keys (chapter 7, indirectly)."""
+    """Write ``values`` into an ONNX model's ``metadata_props``, replacing those keys."""
     kept = [prop for prop in model.metadata_props if prop.key not in values]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
@@ -58,7 +58,7 @@ def set_metadata(model, values: dict[str, str]) -> None:
 
 
 def metadata(clf: Classifier, variant: str = "fp32") -> dict[str, str]:
-    """What :mod:`tlhelpers.onnx_inference` needs to run ``clf``, as ONNX metadata (chapter 7, indirectly)."""
+    """What :mod:`tlhelpers.onnx_inference` needs to run ``clf``, as ONNX metadata."""
     return {
         "tlhelpers.format": onnx_inference.FORMAT,
         "tlhelpers.classes": json.dumps(list(clf.classes)),
@@ -70,7 +70,7 @@ def metadata(clf: Classifier, variant: str = "fp32") -> dict[str, str]:
 
 
 def to_onnx(clf: Classifier, path: str | os.PathLike, opset: int | None = None) -> Path:
-    """Export ``clf`` (backbone + head, eval mode, float32, CPU) to ONNX at ``path`` and check it (chapter 7).
+    """Export ``clf`` (backbone + head, eval mode, float32, CPU) to ONNX at ``path`` and check it.
 
     The graph takes a float32 ``N × 3 × H × W`` batch named ``image``
     (normalised as the metadata says; ``N`` may be any size) and returns
@@ -89,10 +89,10 @@ def write_onnx(
     output_names: tuple[str, ...] = (OUTPUT,),
     opset: int | None = None,
 ) -> Path:
-    """Export ``model`` (float32, CPU, eval mode) to ONNX at ``path``, ``values`` as metadata (chapter 7, indirectly).
+    """Export ``model`` (float32, CPU, eval mode) to ONNX at ``path``, ``values`` as metadata.
 
     The one export path of the package: :func:`to_onnx` uses it for a
-    classifier, :mod:`tlhelpers.page_assets` for the book's in-page backbone
+    classifier, :mod:`tlhelpers.pages` for the book's in-page backbone
     (three outputs).  The input is ``image``, ``N × 3 × crop × crop`` with a free ``N``.
     """
     onnx = optional("onnx")
@@ -125,7 +125,7 @@ class CalibrationPhotoError(ValueError):
 
 
 class PhotoCalibration:
-    """Calibration batches for static int8: photos prepared as the metadata says (chapter 7, indirectly).
+    """Calibration batches for static int8: photos prepared as the metadata says.
 
     An ``onnxruntime.quantization.CalibrationDataReader``: ``get_next()``
     gives ``{"image": batch}`` for ``batch_size`` photos at a time, then
@@ -161,7 +161,7 @@ class PhotoCalibration:
 
 
 def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "static", calibration_photos=None) -> Path:
-    """An int8 copy of the exported model ``source`` at ``path``, its metadata kept (chapter 7).
+    """An int8 copy of the exported model ``source`` at ``path``, its metadata kept.
 
     ``mode="dynamic"``: weights stored as 8-bit integers, activations
     quantized at run time (no photos needed).  ``mode="static"``: weights per channel (7 bits
@@ -226,7 +226,7 @@ def quantize(source: str | os.PathLike, path: str | os.PathLike, mode: str = "st
 
 
 def int8_weights(model):
-    """An ONNX ``ModelProto`` with its Conv/Gemm/MatMul weights stored as int8, in place (chapter 7, indirectly).
+    """An ONNX ``ModelProto`` with its Conv/Gemm/MatMul weights stored as int8, in place.
 
     Each weight becomes ``DequantizeLinear(q, scale, axis=output channel)``:
     symmetric, one float32 scale per output channel, ``q`` in [-127, 127].
@@ -277,7 +277,7 @@ def int8_weights(model):
 
 
 def is_exported_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an ONNX file written by :func:`to_onnx` or :func:`quantize` (chapter 7, indirectly)."""
+    """Whether ``path`` is an ONNX file written by :func:`to_onnx` or :func:`quantize`."""
     try:
         onnx_inference.read_metadata(path)
     except onnx_inference.OnnxFileError:

@@ -25,7 +25,7 @@ One file per (model weights, transform, files, labels, ``key_extra``) in
 * ``key_extra``, for anything else that changes the features.
 
 Files are named ``<model>-<24 hex digits>.features.pt`` and written
-atomically (:func:`tlhelpers.files.save_atomically`); :func:`clear_cache`
+atomically (:func:`tlhelpers.runtime.save_atomically`); :func:`clear_cache`
 deletes only files so named.  A cache file that cannot be read, is
 truncated or does not match its key is reported with a
 :class:`FeatureCacheWarning` and recomputed.
@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from tlhelpers import data, files, runtime, surgery
+from tlhelpers import data, runtime, surgery
 
 CACHE_ENV = "TLHELPERS_CACHE"
 CACHE_FORMAT = 2
@@ -65,7 +65,7 @@ class FeatureCacheWarning(UserWarning):
 
 @dataclass(repr=False)
 class FeatureSet:
-    """Backbone features of a set of images (chapters 3 and 6).
+    """Backbone features of a set of images.
 
     ``features[i]`` (float32, N × D) and ``labels[i]`` (long) belong to
     ``files[i]``, a path relative to ``root``, in the order of the
@@ -113,7 +113,7 @@ class FeatureSet:
         )
 
     def select(self, images) -> FeatureSet:
-        """The rows of the files of ``images`` (an ``ImageSet``), in its order (chapter 4).
+        """The rows of the files of ``images`` (an ``ImageSet``), in its order.
 
         Extract features once for all photos, then take each split or
         n-per-class subset with this instead of extracting again.  Files that
@@ -121,7 +121,7 @@ class FeatureSet:
         a file that was never extracted raises ``KeyError``.
         """
         position = {name: i for i, name in enumerate(self.files)}
-        wanted = [files.shown_path(path, images.root) for path in images.files]
+        wanted = [runtime.shown_path(path, images.root) for path in images.files]
         missing = [name for name in wanted if name not in position and name not in self.skipped]
         if missing:
             raise KeyError(f"{len(missing)} file(s) have no features here, e.g. {missing[0]}")
@@ -143,7 +143,7 @@ class FeatureSet:
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
-    """What the head of ``model`` receives for the batch ``x``, as N × D (chapter 3).
+    """What the head of ``model`` receives for the batch ``x``, as N × D.
 
     ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
     ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
@@ -162,7 +162,7 @@ def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = N
 
 
 def embed(backbone, pictures) -> torch.Tensor:
-    """The feature vectors of PIL pictures, one row each, in one batch (chapter 6).
+    """The feature vectors of PIL pictures, one row each, in one batch.
 
     ``backbone`` is a :class:`tlhelpers.zoo.Backbone`: its evaluation
     preprocessing, then :func:`pooled_features` on the model's device, in eval
@@ -238,7 +238,7 @@ def cache_key(name: str, fingerprint: str, transform: Callable, images, key_extr
         digest.update(part.encode() + b"\0")
     for path, label in zip(images.files, images.labels):
         size, mtime = _file_identity(Path(path))
-        digest.update(f"{files.shown_path(path, images.root)}|{size}|{mtime}|{int(label)}\n".encode())
+        digest.update(f"{runtime.shown_path(path, images.root)}|{size}|{mtime}|{int(label)}\n".encode())
     return digest.hexdigest()
 
 
@@ -328,7 +328,7 @@ def extract(
     num_workers: int = 0,
     progress: bool = True,
 ) -> FeatureSet:
-    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk (chapters 2–8).
+    """Penultimate-layer features of every image of ``images`` (an ``ImageSet``), cached on disk.
 
     ``model`` is an ``nn.Module`` or a :class:`tlhelpers.zoo.Backbone`, whose
     ``transforms``, ``name`` and ``head_name`` are then the defaults of
@@ -351,7 +351,7 @@ def extract(
         raise ValueError("pass the transform that prepares the images for this model")
     name = name or type(model).__name__
     head_name = head_name or surgery.find_head_name(model)
-    all_files = [files.shown_path(path, images.root) for path in images.files]
+    all_files = [runtime.shown_path(path, images.root) for path in images.files]
 
     path = key = None
     if cache:
@@ -409,7 +409,7 @@ def extract(
         cache_file=path,
     )
     if cache:
-        files.save_atomically(
+        runtime.save_atomically(
             {
                 "format": CACHE_FORMAT,
                 "key": key,

@@ -58,7 +58,7 @@ def fit_linear(
     batch_size: int = 64,
     seed: int = 0,
 ) -> tuple[nn.Linear, History]:
-    """Train ``nn.Linear(D, classes)`` on stored features, on the CPU in seconds (chapters 2–7).
+    """Train ``nn.Linear(D, classes)`` on stored features, on the CPU in seconds.
 
     Mini-batch cross-entropy with Adam (or SGD with ``momentum``) through
     :func:`tlhelpers.train.fit`; the initial weights and the batch order come
@@ -96,7 +96,7 @@ def fit_linear(
 
 
 def imprint(train_features: FeatureSet, center: torch.Tensor | None = None) -> nn.Linear:
-    """A linear head set from class prototypes instead of trained: *weight imprinting* (chapters 4 and 6).
+    """A linear head set from class prototypes instead of trained: *weight imprinting*.
 
     Features are centred (on ``center``, by default the mean of
     ``train_features``) and scaled to unit length; each class's weight vector
@@ -135,7 +135,7 @@ def _check_width(head: nn.Module, fs: FeatureSet) -> None:
 
 
 def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
-    """``(correct, counted)``: each photo classified by the prototype head of all the others (chapter 4).
+    """``(correct, counted)``: each photo classified by the prototype head of all the others.
 
     The accuracy a prototype head (:func:`imprint`) will have on new photos,
     estimated from its training photos alone: every photo is left out once
@@ -159,7 +159,7 @@ def leave_one_out(train_features: FeatureSet) -> tuple[int, int]:
 
 
 def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs`` (chapters 2, 4 and 6)."""
+    """``(predicted labels, softmax probabilities)`` of ``head`` on the features ``fs``."""
     _check_width(head, fs)
     head.eval()
     with torch.inference_mode():
@@ -168,7 +168,7 @@ def predict(head: nn.Module, fs: FeatureSet) -> tuple[torch.Tensor, torch.Tensor
 
 
 def evaluate(head: nn.Module, fs: FeatureSet) -> dict:
-    """Mean loss and accuracy of ``head`` on the features ``fs``: ``{"loss", "acc", "n"}`` (chapters 2–6).
+    """Mean loss and accuracy of ``head`` on the features ``fs``: ``{"loss", "acc", "n"}``.
 
     ``acc`` is the share classified correctly, in [0, 1].
     """

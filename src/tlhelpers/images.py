@@ -52,7 +52,7 @@ def _high_bit_depth_to_l(image: Image.Image) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """An opened picture of any mode as RGB, as :func:`load_rgb` gives it (chapter 4, via the classifier)."""
+    """An opened picture of any mode as RGB, as :func:`load_rgb` gives it."""
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         image = _high_bit_depth_to_l(image)
     if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
@@ -100,7 +100,7 @@ def _reason(error: BaseException) -> str:
 
 
 def load_rgb(path: str | os.PathLike | BinaryIO) -> Image.Image:
-    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage` (chapters 1, 4, 6, 7 and 9).
+    """Open any image file as an upright RGB picture, or raise :class:`UnreadableImage`.
 
     Every picture of the package is read with it.  Greyscale, palette,
     CMYK and 16-bit images become RGB (16-bit values are scaled, not clipped);

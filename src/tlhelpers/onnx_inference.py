@@ -37,7 +37,7 @@ class OnnxFileError(RuntimeError):
 
 
 def read_rgb(item) -> Image.Image:
-    """A path or PIL image as an upright RGB picture, decoded as in PyTorch's path (chapter 7, indirectly).
+    """A path or PIL image as an upright RGB picture, decoded as in PyTorch's path.
 
     Paths go through :func:`tlhelpers.images.load_rgb` (EXIF orientation,
     transparency on white, 16-bit scaled, :class:`~tlhelpers.images.UnreadableImage`
@@ -54,7 +54,7 @@ def _size(value) -> int:
 
 
 def preprocess(image: Image.Image, preprocessing: dict) -> np.ndarray:
-    """One RGB picture as the network's float32 ``3 × H × W`` input, as torchvision prepares it (chapter 7, indirectly).
+    """One RGB picture as the network's float32 ``3 × H × W`` input, as torchvision prepares it.
 
     Resize so that the shorter side is ``resize_size`` (the longer one is
     scaled and rounded down, as torchvision does), cut the centre
@@ -82,7 +82,7 @@ def preprocess(image: Image.Image, preprocessing: dict) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of a ``N × classes`` array, computed stably in float64 (chapter 7)."""
+    """Row-wise softmax of a ``N × classes`` array, computed stably in float64."""
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -131,7 +131,7 @@ def _metadata(session, path: Path) -> dict:
 
 
 class OnnxClassifier:
-    """An exported classifier run by onnxruntime on the CPU: the reference predictor (chapter 7).
+    """An exported classifier run by onnxruntime on the CPU: the reference predictor.
 
     ``OnnxClassifier(path).rank(images)`` gives what
     :meth:`tlhelpers.classifier.Classifier.rank` gives for the PyTorch model:
@@ -153,25 +153,25 @@ class OnnxClassifier:
     def __repr__(self) -> str:
         return f"OnnxClassifier({self.path.name}, {self.variant}, {len(self.classes)} classes)"
 
-    def batch(self, images) -> np.ndarray:
-        """Paths or PIL images as one float32 ``N × 3 × H × W`` input array."""
-        return np.stack([preprocess(read_rgb(item), self.preprocessing) for item in images])
+    def batch(self, pictures) -> np.ndarray:
+        """Paths or PIL pictures as one float32 ``N × 3 × H × W`` input array."""
+        return np.stack([preprocess(read_rgb(item), self.preprocessing) for item in pictures])
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """The network's class scores for a prepared batch (``N × classes``)."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
-    def rank(self, images, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
+    def rank(self, pictures, k: int | None = None, batch_size: int = 32) -> list[list[tuple[str, float]]]:
         """``[(class, probability), …]`` per image, most likely first: all classes, or the top ``k``."""
-        if isinstance(images, (str, os.PathLike, Image.Image)):
-            images = [images]
-        images = list(images)
+        if isinstance(pictures, (str, os.PathLike, Image.Image)):
+            pictures = [pictures]
+        pictures = list(pictures)
         k = len(self.classes) if k is None else min(k, len(self.classes))
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         results = []
-        for start in range(0, len(images), batch_size):
-            probabilities = softmax(self.logits(self.batch(images[start : start + batch_size])))
+        for start in range(0, len(pictures), batch_size):
+            probabilities = softmax(self.logits(self.batch(pictures[start : start + batch_size])))
             for row in probabilities:
                 order = np.argsort(-row, kind="stable")[:k]
                 results.append([(self.classes[i], float(row[i])) for i in order])

@@ -21,12 +21,12 @@ _CYCLE = ["#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442"]
 
 
 def class_color(name: str, index: int = 0) -> str:
-    """The chapter-wide colour of a class (falls back to a colour-blind-safe cycle) (chapter 4)."""
+    """The chapter-wide colour of a class (falls back to a colour-blind-safe cycle)."""
     return CLASS_COLORS.get(name, _CYCLE[index % len(_CYCLE)])
 
 
 def to_image(x) -> np.ndarray:
-    """A PIL image, HWC array or CHW tensor as an HWC float array in [0, 1] for ``imshow`` (chapter 1)."""
+    """A PIL image, HWC array or CHW tensor as an HWC float array in [0, 1] for ``imshow``."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().float()
         if x.ndim == 3 and x.shape[0] in (1, 3):
@@ -39,22 +39,22 @@ def to_image(x) -> np.ndarray:
 
 
 def image_grid(
-    images: Sequence,
+    pictures: Sequence,
     titles: Sequence[str] | None = None,
     ncols: int = 4,
     size: float = 2.6,
     title_colors: Sequence[str] | None = None,
     suptitle: str | None = None,
 ):
-    """Photos in a grid with a title under each (chapters 4–6)."""
-    n = len(images)
+    """Photos in a grid with a title under each."""
+    n = len(pictures)
     nrows = max(1, int(np.ceil(n / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.08), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
             continue
-        ax.imshow(to_image(images[i]))
+        ax.imshow(to_image(pictures[i]))
         if titles is not None:
             color = title_colors[i] if title_colors is not None else "black"
             ax.set_title(titles[i], fontsize=9, color=color)
@@ -65,7 +65,7 @@ def image_grid(
 
 
 def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | None = None, color: str = "#0072B2"):
-    """Horizontal bars of the top-k class probabilities, best on top (chapter 1, indirectly)."""
+    """Horizontal bars of the top-k class probabilities, best on top."""
     y = np.arange(len(probs))[::-1]
     ax.barh(y, probs, color=color)
     ax.set_yticks(y, labels, fontsize=8)
@@ -79,14 +79,14 @@ def topk_bars(ax, probs: Sequence[float], labels: Sequence[str], title: str | No
 
 
 def predictions_figure(
-    images: Sequence, top: Sequence[Sequence[tuple[str, float]]], names: Sequence[str], note: str | None = None
+    pictures: Sequence, top: Sequence[Sequence[tuple[str, float]]], names: Sequence[str], note: str | None = None
 ):
-    """Each photo beside a bar chart of its top-k predictions (chapter 1)."""
-    n = len(images)
+    """Each photo beside a bar chart of its top-k predictions."""
+    n = len(pictures)
     fig, axes = plt.subplots(n, 2, figsize=(8, 2.0 * n), gridspec_kw={"width_ratios": [1, 2.2]})
     axes = np.atleast_2d(axes)
     for i in range(n):
-        axes[i, 0].imshow(to_image(images[i]))
+        axes[i, 0].imshow(to_image(pictures[i]))
         axes[i, 0].axis("off")
         axes[i, 0].set_title(names[i], fontsize=9)
         labels, probs = zip(*top[i])
@@ -122,7 +122,7 @@ def _metric_values(history, metric: str) -> list:
 
 
 def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str = "minmax", title: str | None = None):
-    """One curve per strategy: the mean over seeds with a shaded band (chapter 3).
+    """One curve per strategy: the mean over seeds with a shaded band.
 
     ``histories`` maps a strategy name to a ``History`` or a list of them (one
     per seed); the band spans min–max over seeds (``band="std"``: mean ± one
@@ -174,7 +174,7 @@ def learning_curves(histories: dict, metric: str = "val_acc", ax=None, band: str
 def results_table(
     rows: Sequence[dict], group: str = "strategy", metrics: Sequence[str] = ("test_acc",), digits: int = 1
 ) -> str:
-    """A Markdown table of mean ± standard deviation per group (chapters 3–5 and 9).
+    """A Markdown table of mean ± standard deviation per group.
 
     ``rows`` are dicts such as ``{"strategy": "frozen", "seed": 0, "test_acc": 0.93}``;
     groups keep their order of first appearance.  Metrics ending in ``acc``
@@ -210,7 +210,7 @@ def results_table(
 
 
 def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str | None = None):
-    """Counts of true class (rows) × predicted class (columns), coloured by row share (chapter 4).
+    """Counts of true class (rows) × predicted class (columns), coloured by row share.
 
     Each cell shows its count and its share of the true class, so classes
     of different sizes compare fairly.  Returns the figure.
@@ -247,7 +247,7 @@ def confusion_matrix(y_true, y_pred, classes: Sequence[str], ax=None, title: str
 
 
 def prediction_grid(
-    images: Sequence,
+    pictures: Sequence,
     preds,
     labels,
     classes: Sequence[str],
@@ -256,9 +256,9 @@ def prediction_grid(
     std: Sequence[float] | None = None,
     suptitle: str | None = "prediction / truth (red: wrong)",
 ):
-    """Photos titled "predicted / true", the wrong ones in red (chapter 2).
+    """Photos titled "predicted / true", the wrong ones in red.
 
-    ``images`` are PIL images, HWC arrays or CHW tensors in [0, 1]; for
+    ``pictures`` are PIL pictures, HWC arrays or CHW tensors in [0, 1]; for
     normalised tensors pass the ``mean`` and ``std`` of the transform to undo it.
     """
     preds = [int(p) for p in preds]
@@ -266,7 +266,7 @@ def prediction_grid(
     if mean is not None and std is not None:
         shift = torch.as_tensor(mean).view(-1, 1, 1)
         scale = torch.as_tensor(std).view(-1, 1, 1)
-        images = [torch.as_tensor(image).cpu() * scale + shift for image in images]
+        pictures = [torch.as_tensor(image).cpu() * scale + shift for image in pictures]
     titles = [f"{classes[p]} / {classes[t]}" for p, t in zip(preds, labels)]
     colors = ["black" if p == t else "red" for p, t in zip(preds, labels)]
-    return image_grid(images, titles, ncols=ncols, title_colors=colors, suptitle=suptitle)
+    return image_grid(pictures, titles, ncols=ncols, title_colors=colors, suptitle=suptitle)

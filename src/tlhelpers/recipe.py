@@ -1,4 +1,4 @@
-"""Chapter 4's recipe on any folder of photos: what ``python -m tlhelpers train`` runs (chapter 7).
+"""Training a classifier on any folder of photos: what ``python -m tlhelpers train`` runs (chapters 7 and 8).
 
 :func:`train_on_folder` does, in order, what chapter 4 teaches: it checks the
 folder (:func:`tlhelpers.data.check`), splits the usable photos
@@ -12,10 +12,45 @@ it on the validation and test photos.  The result holds a
 :func:`writable_output` says, before any long step, whether a classifier file
 can be written to a path without overwriting a file that tlhelpers did not
 write.
+
+**The training run** of ``python -m tlhelpers train``: a head or a fine-tuned backbone, resumable, on N processes.
+
+:func:`run` trains a classifier on a folder of photos (one subfolder per
+class) in one of three modes (:data:`MODES`):
+
+``head``
+    chapter 4's recipe: the frozen backbone's features, computed once and
+    cached (:func:`tlhelpers.features.extract`, shared out over the processes
+    and gathered), and a linear head trained on them with Adam.
+``last-block``, ``all``
+    chapter 5's recipe: the head and the last block (or the whole backbone)
+    trained on photos that ``transforms.v2`` augments afresh every epoch
+    (:func:`tlhelpers.augment.train_transform`), with discriminative learning
+    rates (:func:`tlhelpers.surgery.param_groups`) and a warm-up cosine
+    schedule stepped every batch (:func:`tlhelpers.train.warmup_cosine`).
+    Every BatchNorm layer stays in inference mode: chapter 3's rule for frozen
+    layers, which Keras' guide extends to fine-tuning (the layers keep
+    ImageNet's statistics, their weights train), and which makes one step the
+    same whether a batch is computed by one process or by several.
+
+Every mode runs the same epoch loop (:func:`tlhelpers.train.one_epoch`),
+validates after each epoch, keeps the weights of the best epoch (highest
+validation accuracy, then lowest validation loss), stops when ``patience``
+epochs bring nothing better, and writes a checkpoint after every epoch
+(:mod:`tlhelpers.checkpoint`) from which ``resume=True`` goes on exactly
+where the run stopped.  Under torchrun the model is wrapped in
+``DistributedDataParallel`` and the batches are shared out by
+:class:`tlhelpers.distributed.EpochSampler`; only the main process writes
+files.  The random augmentation of each photo depends on the seed, the
+epoch and the photo only (:class:`tlhelpers.distributed.SeededItems`), so a
+resumed run, a run with loader workers and a run on N processes at the same
+global batch size compute the same thing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import os
 import pickle
@@ -23,10 +58,27 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from tlhelpers import classifier, data, features, heads, tables, zoo
+from tlhelpers import (
+    augment,
+    checkpoint,
+    classifier,
+    data,
+    distributed,
+    features,
+    heads,
+    runtime,
+    surgery,
+    tables,
+    train,
+    zoo,
+)
 
 DEFAULT_BACKBONE = "resnet18"
 MIN_STEPS = 300
@@ -44,7 +96,7 @@ class FolderNotUsable(ValueError):
 
 @dataclass
 class TrainingResult:
-    """What :func:`train_on_folder` produced (chapter 7, indirectly).
+    """What :func:`train_on_folder` produced.
 
     ``accuracy`` maps ``"validation"``/``"test"`` to a share in [0, 1], or to
     ``None`` when that split is empty (classes too small to hold photos back);
@@ -62,7 +114,7 @@ class TrainingResult:
 
 
 def usable_images(report: data.CheckReport) -> data.ImageSet:
-    """The files :func:`tlhelpers.data.check` could open, as an ``ImageSet`` (chapter 7, indirectly)."""
+    """The files :func:`tlhelpers.data.check` could open, as an ``ImageSet``."""
     if not report.usable:
         raise FolderNotUsable(report)
     images = data.scan(report.root)
@@ -72,7 +124,7 @@ def usable_images(report: data.CheckReport) -> data.ImageSet:
 
 
 def load_backbone(name: str | None) -> zoo.Backbone:
-    """``name``'s backbone; ``None``: ResNet-18, else the packaged fallback (chapter 8)."""
+    """``name``'s backbone; ``None``: ResNet-18, else the packaged fallback."""
     if name is None:
         return zoo.load(DEFAULT_BACKBONE, fallback=zoo.FALLBACK)
     return zoo.load(name)
@@ -91,7 +143,7 @@ def train_on_folder(
     progress: bool = True,
     report: data.CheckReport | None = None,
 ) -> TrainingResult:
-    """Check, split, extract, train a linear head and measure it, for a class-per-folder tree (chapter 7, indirectly).
+    """Check, split, extract, train a linear head and measure it, for a class-per-folder tree.
 
     ``backbone`` is a zoo name, a loaded :class:`~tlhelpers.zoo.Backbone`, or
     ``None`` for :func:`load_backbone`'s default.  ``report`` is the folder's
@@ -140,7 +192,7 @@ def train_on_folder(
 
 
 def is_classifier_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save` (chapter 7, indirectly)."""
+    """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save`."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
@@ -151,7 +203,7 @@ def is_classifier_file(path: str | os.PathLike) -> bool:
 
 
 def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_classifier_file) -> str | None:
-    """Why a file cannot be written to ``path``, or ``None`` when it can (chapter 7, indirectly).
+    """Why a file cannot be written to ``path``, or ``None`` when it can.
 
     An existing file is replaced only when ``kind(path)`` says tlhelpers wrote
     it (by default: a classifier file), or with ``overwrite=True``.  The folder
@@ -176,3 +228,441 @@ def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_cl
     except OSError as error:
         return f"cannot write to the folder {path.parent} ({error.strerror or error})"
     return None
+
+
+# --------------------------------------------------------------------------- #
+# The training run
+# --------------------------------------------------------------------------- #
+
+
+MODES = ("head", "last-block", "all")
+
+# Defaults per mode: the head as `train` always trained it, fine-tuning as chapter 5 does.
+DEFAULTS = {
+    "head": {"batch_size": 64, "lr": 1e-3, "body_lr": None},
+    "last-block": {"batch_size": 32, "lr": 3e-3, "body_lr": 3e-4, "epochs": 5},
+    "all": {"batch_size": 32, "lr": 3e-3, "body_lr": 3e-4, "epochs": 5},
+}
+PATIENCE = 5
+EVAL_BATCH = 64
+
+
+class RunRefused(ValueError):
+    """The run cannot start (or resume); ``status`` is the exit status the command line uses."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C: ``epochs_done`` epochs are in the checkpoint at ``path``."""
+
+    def __init__(self, epochs_done: int, epochs: int, path: Path):
+        super().__init__(f"interrupted after {epochs_done} of {epochs} epochs")
+        self.epochs_done, self.epochs, self.path = epochs_done, epochs, path
+
+
+@dataclass
+class Outcome:
+    """What :func:`run` did besides the classifier: epochs run, the best one, whether it stopped early."""
+
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    resumed_from: int | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+class FeatureItems(Dataset):
+    """``(features[i], labels[i])`` of a :class:`tlhelpers.features.FeatureSet`, as a dataset."""
+
+    def __init__(self, fs: features.FeatureSet):
+        self.features, self.labels = fs.features.float(), fs.labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.features[index], int(self.labels[index])
+
+
+def head_epochs(n_train: int, batch_size: int) -> int:
+    """``train``'s head epochs: 30, or enough for 300 optimizer steps."""
+    return max(30, math.ceil(MIN_STEPS / max(1, math.ceil(n_train / batch_size))))
+
+
+def extract_sharded(
+    backbone: zoo.Backbone,
+    images: data.ImageSet,
+    context: distributed.Context,
+    *,
+    cache: bool,
+    workers: int,
+    progress: bool,
+) -> features.FeatureSet:
+    """Features of ``images``, each process computing every N-th photo, gathered on every process.
+
+    One process extracts (and caches) the whole set, as chapter 4 does.
+    """
+    if not context.distributed:
+        return features.extract(
+            backbone, images, cache=cache, num_workers=workers, device=context.device, progress=progress
+        )
+    part = features.extract(
+        backbone,
+        images.subset(distributed.shard(images.files, context)),
+        cache=cache,
+        num_workers=workers,
+        device=context.device,
+        progress=progress,
+    )
+    parts = distributed.gather((part.features, part.labels, part.files, part.skipped, part.from_cache), context)
+    return features.FeatureSet(
+        torch.cat([p[0] for p in parts]),
+        torch.cat([p[1] for p in parts]),
+        [f for p in parts for f in p[2]],
+        list(images.classes),
+        {k: v for p in parts for k, v in p[3].items()},
+        Path(images.root),
+        from_cache=all(p[4] for p in parts),
+    )
+
+
+class Positioned(Dataset):
+    """The items of ``dataset`` at ``positions``, each with its position appended (``None`` stays ``None``)."""
+
+    def __init__(self, dataset: Dataset, positions: list[int]):
+        self.dataset, self.positions = dataset, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[self.positions[i]]
+        return None if item is None else (*item, self.positions[i])
+
+
+def scores(
+    model: nn.Module, dataset: Dataset, context: distributed.Context, *, workers: int = 0
+) -> tuple[float | None, torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy, labels and predictions over ``dataset``, shared out and gathered in dataset order.
+
+    Eval mode, ``torch.inference_mode()``, float16 autocast on CUDA.  The loss
+    is ``None`` when no item could be read.
+    """
+    loader = DataLoader(
+        Positioned(dataset, distributed.shard(range(len(dataset)), context)),
+        batch_size=EVAL_BATCH,
+        num_workers=workers,
+        collate_fn=data.collate_skipping,
+        pin_memory=context.device.type == "cuda",
+    )
+    loss_sum, found = 0.0, []
+    cuda = context.device.type == "cuda"
+    with surgery.evaluating(model), torch.inference_mode():
+        for batch in loader:
+            if batch is None:
+                continue
+            x, y, where = batch[0].to(context.device, non_blocking=True), batch[1].to(context.device), batch[2]
+            with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+                logits = model(x).float()
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            found.append(torch.stack([where, y.cpu(), logits.argmax(1).cpu()], 1))
+    mine = torch.cat(found) if found else torch.empty(0, 3, dtype=torch.long)
+    parts = distributed.gather((mine, loss_sum), context)
+    rows = torch.cat([p[0] for p in parts])
+    rows = rows[rows[:, 0].argsort()]
+    total = sum(p[1] for p in parts)
+    return (total / len(rows) if len(rows) else None), rows[:, 1], rows[:, 2]
+
+
+def _loader(dataset: Dataset, sampler, batch_size: int, workers: int, cuda: bool) -> DataLoader:
+    # Its own generator: the loader never draws on the global random stream, so a resumed run's
+    # random numbers are those of an uninterrupted one.
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=cuda,
+        collate_fn=data.collate_skipping,
+        generator=torch.Generator(),
+    )
+
+
+def _better(row: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    if row["val_acc"] is None:  # no validation photos: the last epoch is the best there is
+        return True
+    return (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
+
+
+def _state(model: nn.Module) -> dict:
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
+def run(
+    folder: str | os.PathLike,
+    backbone: zoo.Backbone,
+    *,
+    output: str | os.PathLike,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    fine_tune: str = "head",
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    body_lr: float | None = None,
+    patience: int = PATIENCE,
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+    workers: int = 0,
+    cache: bool = True,
+    context: distributed.Context | None = None,
+    report: data.CheckReport | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> tuple[TrainingResult, Outcome]:
+    """Train, validate and checkpoint every epoch, keep the best epoch, write ``output``.
+
+    See the module docstring for the modes.  ``epochs`` is the most the run
+    may take (default: :func:`head_epochs` for ``head``, 5 for fine-tuning);
+    ``batch_size`` is the global batch, shared out over the processes.
+    ``checkpoint_path`` defaults to :func:`tlhelpers.checkpoint.default_path`
+    of ``output``; it is written after every epoch by the main process and
+    removed once ``output`` is written.  ``resume=True`` continues from it and
+    raises :class:`RunRefused` when it was made from another folder, other
+    classes or files, another backbone, mode, split or settings.  Ctrl-C
+    raises :class:`Interrupted`.  ``say`` prints a line (on the main process).
+    """
+    if fine_tune not in MODES:
+        raise RunRefused(f"--fine-tune must be one of {', '.join(MODES)}, not {fine_tune!r}")
+    context = context or distributed.Context(device=runtime.pick_device())
+    defaults = DEFAULTS[fine_tune]
+    batch_size = batch_size or defaults["batch_size"]
+    if batch_size % context.world_size:
+        raise RunRefused(
+            f"--batch-size {batch_size} cannot be shared out evenly over {context.world_size} "
+            "processes; choose a multiple of their number"
+        )
+    lr = lr or defaults["lr"]
+    body_lr = None if fine_tune == "head" else (body_lr or defaults["body_lr"])
+    output = Path(output)
+    ckpt_path = Path(checkpoint_path) if checkpoint_path else checkpoint.default_path(output)
+    report = report if report is not None else data.check(folder)
+    images = usable_images(report)
+    splits = data.split(images, val=val, test=test, seed=seed)
+    n_classes = len(images.classes)
+    cuda = context.device.type == "cuda"
+    head_name = backbone.head_name
+    pretrained = features.model_fingerprint(backbone.model, skip=head_name)  # before any weight changes
+
+    # The datasets and the model of the mode.
+    if fine_tune == "head":
+        feats = extract_sharded(backbone, images, context, cache=cache, workers=workers, progress=progress)
+        parts = {name: feats.select(part) for name, part in splits.items()}
+        train_set, val_set, test_set = (FeatureItems(parts[name]) for name in ("train", "val", "test"))
+        missing = [
+            name
+            for name, count in zip(images.classes, torch.bincount(parts["train"].labels, minlength=n_classes))
+            if count == 0
+        ]
+        if missing:  # readable by check() but not by the backbone's loader
+            raise RunRefused(f"no training photo of class {', '.join(missing)} could be read", status=1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = nn.Linear(feats.dim, n_classes)
+        from_cache = feats.from_cache
+    else:
+        prep = classifier.preprocessing(backbone.transforms)
+        augmented = augment.train_transform(prep["crop_size"][0], prep["mean"], prep["std"], policy="jitter")
+        train_set = data.ImageDataset(splits["train"], augmented)
+        val_set, test_set = (data.ImageDataset(splits[name], backbone.transforms) for name in ("val", "test"))
+        model = backbone.model
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            surgery.replace_head(model, n_classes, head_name)
+        if fine_tune == "last-block":
+            surgery.unfreeze_last(model, 1, head_name)
+        else:
+            surgery.unfreeze(model)
+        from_cache = False
+    epochs = epochs or (head_epochs(len(train_set), batch_size) if fine_tune == "head" else defaults["epochs"])
+
+    identity = {
+        "folder": str(Path(folder).resolve()),
+        "classes": list(images.classes),
+        "files": checkpoint.files_digest(images),
+        "backbone": backbone.name,
+        "backbone_sha256": pretrained,
+        "fine_tune": fine_tune,
+        "split": {"seed": seed, "val": val, "test": test},
+        "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "body_lr": body_lr},
+    }
+
+    saved = None
+    if resume:
+
+        def read() -> dict | str:
+            try:
+                state = checkpoint.load(ckpt_path)
+            except checkpoint.CheckpointError as error:
+                return str(error)
+            return checkpoint.mismatch(state.get("identity", {}), identity, ckpt_path) or state
+
+        saved = distributed.from_main(read, context)
+        if isinstance(saved, str):
+            raise RunRefused(f"cannot resume: {saved}")
+
+    # Optimizer, schedule, loaders.
+    sampler = distributed.EpochSampler(len(train_set), context, seed=seed)
+    loader = _loader(distributed.SeededItems(train_set, seed), sampler, batch_size // context.world_size, workers, cuda)
+    if fine_tune == "head":
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+        scheduler = None
+    else:
+        optimizer = torch.optim.Adam(surgery.param_groups(model, head_lr=lr, body_lr=body_lr, head_name=head_name))
+        scheduler = train.warmup_cosine(optimizer, epochs * len(loader))
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    if cuda and fine_tune != "head":
+        model.to(memory_format=torch.channels_last)
+
+    history, best, done, stopped = [], None, 0, False
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        if len(saved["rng"]) == context.world_size:
+            checkpoint.set_rng_state(saved["rng"][context.rank])
+        history, best, done, stopped = saved["history"], saved["best"], saved["epoch"], saved["stopped"]
+        say(
+            f"Resuming from {ckpt_path}: {done} of {epochs} epochs done"
+            + (f", best so far epoch {best['epoch']}" if best else "")
+            + "."
+        )
+    ddp = distributed.wrap(model, context)
+
+    def save_checkpoint(epoch: int) -> None:
+        rng = distributed.gather(checkpoint.rng_state(), context)
+        if context.main:
+            checkpoint.save(
+                {
+                    "identity": identity,
+                    "epoch": epoch,
+                    "stopped": stopped,
+                    "model": _state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler else None,
+                    "scaler": scaler.state_dict(),
+                    "rng": rng,
+                    "history": history,
+                    "best": best,
+                },
+                ckpt_path,
+            )
+
+    if saved is None:
+        save_checkpoint(0)
+    threads = runtime.threads(1) if fine_tune == "head" and not cuda else contextlib.nullcontext()
+    epoch = done
+    try:
+        with threads:
+            bar = tqdm(
+                range(done + 1, epochs + 1), desc="epochs", disable=not progress or stopped, initial=done, total=epochs
+            )
+            for epoch in bar:
+                if stopped:
+                    break
+                sampler.set_epoch(epoch)
+                lr_now = optimizer.param_groups[-1]["lr"]
+                fit = train.one_epoch(
+                    ddp,
+                    loader,
+                    optimizer,
+                    device=context.device,
+                    amp=cuda,
+                    channels_last=cuda and fine_tune != "head",
+                    scaler=scaler,
+                    scheduler=scheduler,
+                    all_bn_eval=True,
+                    progress=progress,
+                    desc=f"epoch {epoch}",
+                )
+                train_loss, train_acc, n = distributed.total(
+                    [fit["loss"] * fit["n"], fit["acc"] * fit["n"], fit["n"]], context
+                )
+                val_loss, labels, predictions = scores(model, val_set, context, workers=workers)
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_loss / n,
+                    "train_acc": train_acc / n,
+                    "val_loss": val_loss,
+                    "val_acc": (predictions == labels).float().mean().item() if len(labels) else None,
+                    "lr": lr_now,
+                }
+                history.append(row)
+                improved = _better(row, best)
+                if improved:
+                    best = {
+                        "epoch": epoch,
+                        "val_acc": row["val_acc"],
+                        "val_loss": row["val_loss"],
+                        "model": _state(model),
+                    }
+                stopped = bool(patience) and row["val_acc"] is not None and epoch - best["epoch"] >= patience
+                save_checkpoint(epoch)
+                shown = {"train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": row["val_acc"]}
+                bar.set_postfix({k: round(v, 3) for k, v in shown.items() if v is not None})
+                if fine_tune != "head":
+                    say(_epoch_line(row, epochs, improved))
+    except KeyboardInterrupt as error:
+        raise Interrupted(len(history), epochs, ckpt_path) from error
+
+    # The best epoch's weights, measured on the validation and test photos.
+    model.load_state_dict(best["model"])
+    accuracy, confusion = {}, {}
+    for key, dataset in (("validation", val_set), ("test", test_set)):
+        _, labels, predictions = scores(model, dataset, context, workers=workers)
+        accuracy[key] = (predictions == labels).float().mean().item() if len(labels) else None
+        confusion[key] = tables.confusion_counts(labels, predictions, n_classes)
+    split = {"seed": seed, "val": val, "test": test}
+    model.eval().cpu()
+    if fine_tune == "head":
+        result_classifier = classifier.Classifier(backbone, model, list(images.classes), split=split)
+    else:
+        head = copy.deepcopy(model.get_submodule(head_name))
+        backbone.model = model.to(memory_format=torch.contiguous_format)
+        result_classifier = classifier.Classifier(backbone, head, list(images.classes), split=split, fine_tuned=True)
+    if context.main:
+        result_classifier.save(output)
+        ckpt_path.unlink(missing_ok=True)
+    distributed.barrier(context)
+    result = TrainingResult(
+        classifier=result_classifier,
+        report=report,
+        counts={name: part.counts() for name, part in splits.items()},
+        accuracy=accuracy,
+        confusion=confusion,
+        from_cache=from_cache,
+    )
+    return result, Outcome(
+        epochs=len(history),
+        best_epoch=best["epoch"],
+        stopped_early=len(history) < epochs,
+        resumed_from=done if saved is not None else None,
+        history=history,
+    )
+
+
+def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
+    line = f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f}, accuracy {row['train_acc']:.1%}"
+    if row["val_acc"] is not None:
+        line += f"; validation loss {row['val_loss']:.3f}, accuracy {row['val_acc']:.1%}"
+        line += " (best so far)" if improved else ""
+    return line

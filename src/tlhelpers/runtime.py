@@ -1,4 +1,4 @@
-"""Where the code runs: environment switches, the device, and seeded runs (chapters 1–4).
+"""Where and how the code runs: environment switches, the device, seeded runs, atomic files and clocks (chapters 1–4).
 
 Every ``TLHELPERS_*`` switch is read with :func:`flag`, so each has one
 meaning: ``1``/``true``/``yes``/``on`` turn it on, unset, empty,
@@ -15,6 +15,21 @@ names the variable.
     replaced by the fallback (the real-path run sets it);
 ``TLHELPERS_STRICT_CHECKS``
     a claim of the text that does not hold raises (:mod:`tlhelpers.checks`).
+
+**Files** the package writes and paths it shows.
+
+:func:`save_atomically` writes a ``torch.save`` payload to a temporary file
+beside the target and renames it, so a crash never leaves half a file;
+:func:`shown_path` gives the path relative to a root, as notebooks print it
+(outputs must not show where a machine keeps its files).
+
+**Clocks**: how fast a model answers, latency at batch 1 and throughput at a larger batch (chapter 7).
+
+They time any callable that runs the model on a prepared batch, so PyTorch
+and onnxruntime are measured the same way: a few untimed warm-up calls (the
+first calls allocate memory and pick kernels), then the median of several
+timed calls, which a busy machine disturbs less than the mean.
+``make bench`` uses the same functions.
 """
 
 from __future__ import annotations
@@ -22,7 +37,11 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Iterator
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,7 +71,7 @@ def offline() -> bool:
 
 
 def pick_device() -> torch.device:
-    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu`` (chapters 1–3, 5 and 9)."""
+    """The best device here: ``cuda``, else Apple's ``mps``, else ``cpu``."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -62,7 +81,7 @@ def pick_device() -> torch.device:
 
 @contextlib.contextmanager
 def seeded(seed: int, deterministic: bool = True) -> Iterator[None]:
-    """Seed Python, NumPy and PyTorch for the ``with`` block, then restore all of it (chapters 3, 5 and 9).
+    """Seed Python, NumPy and PyTorch for the ``with`` block, then restore all of it.
 
     With ``deterministic`` PyTorch uses deterministic algorithms where it has
     them and warns (instead of failing) where it does not, so CPU runs repeat
@@ -97,7 +116,7 @@ def seeded(seed: int, deterministic: bool = True) -> Iterator[None]:
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` PyTorch CPU threads, then restore the number (chapter 5).
+    """Run the block with ``n`` PyTorch CPU threads, then restore the number.
 
     Small layers (a linear head, one block on cached activations) run faster on
     one thread: waking a second one for each tiny product costs more than it
@@ -109,3 +128,94 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- #
+# Files
+# --------------------------------------------------------------------------- #
+
+
+def save_atomically(payload, path: str | os.PathLike) -> Path:
+    """``torch.save(payload)`` to ``path`` through a temporary file and a rename; returns the path."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def shown_path(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
+    """``path`` relative to ``root`` with ``/`` separators, or the whole path when it lies elsewhere."""
+    path = Path(path)
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            return path.relative_to(root).as_posix()
+    return path.as_posix()
+
+
+# --------------------------------------------------------------------------- #
+# Clocks
+# --------------------------------------------------------------------------- #
+
+
+def seconds(
+    run: Callable[[], object],
+    repeats: int,
+    warmup: int = 0,
+    summary: Callable[[list[float]], float] = statistics.median,
+) -> float:
+    """``summary`` (default the median) of ``repeats`` timed calls of ``run()`` after ``warmup`` untimed ones.
+
+    Used by :func:`latency`, :func:`throughput` and the vector-search sweep (chapters 6 and 7, indirectly).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return summary(times)
+
+
+def latency(predict: Callable, batch, repeats: int = 10, warmup: int = 2) -> float:
+    """Median seconds of ``predict(batch)``; a batch of one photo gives the latency at batch 1."""
+    return seconds(lambda: predict(batch), repeats, warmup)
+
+
+def throughput(predict: Callable, batch, repeats: int = 3, warmup: int = 1) -> float:
+    """Photos per second of ``predict(batch)``: ``len(batch)`` over the median time of a call."""
+    return len(batch) / seconds(lambda: predict(batch), repeats, warmup)
+
+
+def run_in_batches(predict: Callable, photos: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """``predict`` on all of ``photos`` in batches: the outputs, concatenated, and the photos per second.
+
+    The throughput is ``batch_size`` over the median time of the full
+    batches, so one pass over a test set measures accuracy and speed at once
+    (the median leaves out the slower first call).  With no full batch it is
+    measured on the last one.
+    """
+    outputs, times = [], []
+    for start in range(0, len(photos), batch_size):
+        chunk = photos[start : start + batch_size]
+        begin = time.perf_counter()
+        outputs.append(np.asarray(predict(chunk)))
+        if len(chunk) == batch_size or start + batch_size >= len(photos) and not times:
+            times.append((time.perf_counter() - begin) / len(chunk))
+    if not outputs:
+        raise ValueError("no photos to run")
+    return np.concatenate(outputs), 1.0 / statistics.median(times)

@@ -39,7 +39,7 @@ _POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool
 
 
 def find_head_name(model: nn.Module) -> str:
-    """Dotted name of the final ``nn.Linear`` that produces the class scores (chapter 2).
+    """Dotted name of the final ``nn.Linear`` that produces the class scores.
 
     timm models say where their classifier is (``get_classifier()``); torchvision
     models keep it in ``fc`` (ResNet), ``classifier`` or the last Linear inside a
@@ -62,7 +62,7 @@ def find_head_name(model: nn.Module) -> str:
 
 
 def replace_head(model: nn.Module, num_classes: int, head_name: str | None = None) -> nn.Linear:
-    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it (chapters 2, 3 and 5).
+    """Put a fresh ``nn.Linear(in_features, num_classes)`` where the head was and return it.
 
     ``head_name`` is the dotted name of the layer to replace (default: :func:`find_head_name`);
     paths through Sequential indices such as ``"classifier.6"`` work.  The new
@@ -110,7 +110,7 @@ def _set_requires_grad(model: nn.Module, prefixes: str | Iterable[str] | None, v
 
 
 def freeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
-    """Stop gradients (``requires_grad=False``) for the parameters under ``prefixes``, or all (chapter 2).
+    """Stop gradients (``requires_grad=False``) for the parameters under ``prefixes``, or all.
 
     Raises ``ValueError`` when a prefix matches no parameter.
     """
@@ -118,12 +118,12 @@ def freeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> Non
 
 
 def unfreeze(model: nn.Module, prefixes: str | Iterable[str] | None = None) -> None:
-    """Make the parameters under ``prefixes`` (or all) trainable again (chapter 3, indirectly)."""
+    """Make the parameters under ``prefixes`` (or all) trainable again."""
     _set_requires_grad(model, prefixes, True)
 
 
 def freeze_all_but_head(model: nn.Module, head_name: str | None = None) -> str:
-    """Freeze the whole backbone and leave only the head trainable; returns the head's name (chapter 2)."""
+    """Freeze the whole backbone and leave only the head trainable; returns the head's name."""
     head = head_name or find_head_name(model)
     freeze(model)
     unfreeze(model, head)
@@ -213,7 +213,7 @@ def _split_children(parent: str, module: nn.Module, head: str) -> list[Block]:
 
 
 def blocks(model: nn.Module, head_name: str | None = None) -> list[Block]:
-    """The backbone cut into :class:`Block` s, input side first, the head last (chapters 2, 3 and 5).
+    """The backbone cut into :class:`Block` s, input side first, the head last.
 
     Rules, in ``named_children()`` order: a top-level container is one block
     (ResNet's ``layer1`` … ``layer4``); a top-level Sequential/ModuleList called
@@ -237,7 +237,7 @@ def blocks(model: nn.Module, head_name: str | None = None) -> list[Block]:
 
 
 def unfreeze_last(model: nn.Module, k: int, head_name: str | None = None) -> list[str]:
-    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it (chapters 2, 3 and 5).
+    """Freeze everything, then unfreeze the head and the last ``k`` blocks before it.
 
     ``k=0`` trains the head only; ``k`` larger than the number of blocks
     unfreezes everything.  Returns the names of the trainable blocks, input
@@ -260,7 +260,7 @@ def unfreeze_last(model: nn.Module, k: int, head_name: str | None = None) -> lis
 
 
 def frozen_batchnorms(model: nn.Module) -> list[str]:
-    """Names of the BatchNorm layers whose affine parameters are all frozen (chapter 3, indirectly)."""
+    """Names of the BatchNorm layers whose affine parameters are all frozen."""
     return [
         name
         for name, module in model.named_modules()
@@ -271,7 +271,7 @@ def frozen_batchnorms(model: nn.Module) -> list[str]:
 
 
 def train_mode(model: nn.Module, frozen_bn_eval: bool = True, all_bn_eval: bool = False) -> nn.Module:
-    """``model.train()``, except that frozen BatchNorm layers stay in eval mode (chapter 2).
+    """``model.train()``, except that frozen BatchNorm layers stay in eval mode.
 
     In train mode a BatchNorm layer normalises with the statistics of the
     current batch and updates its running mean and variance, even when its
@@ -301,7 +301,7 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True, all_bn_eval: bool 
 
 @contextlib.contextmanager
 def evaluating(model: nn.Module, device: torch.device | str | None = None) -> Iterator[torch.device]:
-    """``model`` in eval mode and on ``device`` for the block, then as it was; yields the device (chapter 3).
+    """``model`` in eval mode and on ``device`` for the block, then as it was; yields the device.
 
     The one device-and-mode policy of every inference helper: evaluation,
     flip TTA, cached activations, class activation maps, feature extraction
@@ -340,12 +340,12 @@ class SummaryRow:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter values (all, or only those with ``requires_grad``) (chapters 2, 3 and 5)."""
+    """Number of parameter values (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def trainable_summary(model: nn.Module) -> list[SummaryRow]:
-    """Trainable and total parameters per top-level child, then a ``"total"`` row (chapters 2–3).
+    """Trainable and total parameters per top-level child, then a ``"total"`` row.
 
     Children without parameters (ReLU, pooling) are left out; parameters owned
     directly by the model get a row each.  Print it with :func:`format_summary`.
@@ -364,7 +364,7 @@ def trainable_summary(model: nn.Module) -> list[SummaryRow]:
 
 
 def format_summary(rows: list[SummaryRow]) -> str:
-    """A fixed-width text table of :func:`trainable_summary` rows (chapters 2 and 3).
+    """A fixed-width text table of :func:`trainable_summary` rows.
 
     Exact counts with thousands separators.
     The same model gives the same text on every machine, so notebooks can
@@ -383,7 +383,7 @@ def _percent(part: int, whole: int) -> str:
 
 
 def param_groups(model: nn.Module, head_lr: float, body_lr: float, head_name: str | None = None) -> list[dict]:
-    """Optimizer parameter groups with one learning rate for the head and another for the rest (chapters 3 and 5).
+    """Optimizer parameter groups with one learning rate for the head and another for the rest.
 
     Discriminative learning rates, as in fastai's ``fine_tune``: the pretrained
     body moves slowly, the new head quickly.  Only trainable parameters are

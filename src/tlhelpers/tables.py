@@ -65,7 +65,7 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | 
 
 
 def confusion_counts(labels, predictions, n_classes: int):
-    """Counts of (true class, predicted class) pairs, ``n_classes × n_classes``, as a tensor (chapter 7, indirectly).
+    """Counts of (true class, predicted class) pairs, ``n_classes × n_classes``, as a tensor.
 
     scikit-learn's counting (``sklearn.metrics.confusion_matrix``): rows are
     the true classes, columns the predictions.  The command line prints it
@@ -83,7 +83,7 @@ def confusion_counts(labels, predictions, n_classes: int):
 
 
 def confusion_text(matrix, classes: Sequence[str]) -> str:
-    """A confusion matrix as text: a row per true class, a column per prediction (chapter 7, indirectly)."""
+    """A confusion matrix as text: a row per true class, a column per prediction."""
     corner = "true \\ predicted"
     first = max(len(corner), *(len(name) for name in classes))
     width = max([len(name) for name in classes] + [len(str(int(v))) for v in matrix.flatten()])

@@ -27,7 +27,7 @@ Prediction = Sequence[tuple[str, float]]
 
 
 def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
-    """``[(file name, content), ...]`` from a ``FileUpload.value`` of ipywidgets 7 or 8 (chapters 1 and 4, indirectly).
+    """``[(file name, content), ...]`` from a ``FileUpload.value`` of ipywidgets 7 or 8.
 
     ipywidgets 8 gives a tuple of dicts, ``{"name": ..., "content": memoryview, ...}``;
     ipywidgets 7 (Google Colab) a dict ``{name: {"metadata": {"name": ...}, "content": bytes}}``.
@@ -49,7 +49,7 @@ def prediction_explorer(
     in_page: str | None = None,
     shown: Callable[[object], object] | None = None,
 ) -> pages.LiveExplorer:
-    """Pick a photo (or upload one) and see its top-k predictions as bars (chapters 1, 4 and 7).
+    """Pick a photo (or upload one) and see its top-k predictions as bars.
 
     ``photos`` maps a display name to a PIL image; ``predict(image)`` returns
     ``[(label, probability), ...]``, best first.  Chapter 1 passes ImageNet
@@ -85,7 +85,7 @@ def search_explorer(
     allow_upload: bool = True,
     in_page: str | None = None,
 ) -> pages.LiveExplorer:
-    """Pick a photo (or upload one) and see the most similar photos of a collection (chapter 6).
+    """Pick a photo (or upload one) and see the most similar photos of a collection.
 
     ``photos`` maps a display name to a PIL image; ``search(image)`` returns
     ``[(photo, caption), ...]``, most similar first, drawn in one row after
@@ -115,7 +115,7 @@ def search_explorer(
 
 
 def upload_photo(explorer: pages.LiveExplorer, filename: str, content: bytes) -> str:
-    """Do what a reader's upload does to an explorer's upload button; returns the photo then shown (chapters 1 and 4).
+    """Do what a reader's upload does to an explorer's upload button; returns the photo then shown.
 
     The browser sets ``FileUpload.value`` through the widget's model:
     ipywidgets 8 receives a tuple of file dicts, ipywidgets 7.7 (Colab) the
@@ -184,7 +184,7 @@ def _photo_explorer(photos: Mapping[str, object], draw: Callable[[str, object], 
 
 
 def unfreeze_explorer(model, head_name: str | None = None) -> pages.LiveExplorer:
-    """A slider for how many blocks to unfreeze, showing which train and how many parameters (chapter 3).
+    """A slider for how many blocks to unfreeze, showing which train and how many parameters.
 
     It only reads the model's structure (:func:`tlhelpers.surgery.blocks`, the
     same split that :func:`tlhelpers.surgery.unfreeze_last` uses); nothing is
@@ -224,7 +224,7 @@ def unfreeze_explorer(model, head_name: str | None = None) -> pages.LiveExplorer
 def teach_explorer(
     backbone, example_classes: Mapping[str, Sequence[object]], example_query: tuple[str, object]
 ) -> pages.LiveExplorer:
-    """Teach the backbone classes of your own from a few photos: a prototype head, no training (chapter 4).
+    """Teach the backbone classes of your own from a few photos: a prototype head, no training.
 
     In Jupyter: name the classes (comma-separated), add photos to each, and
     classify a photo; the leave-one-out accuracy

@@ -94,7 +94,7 @@ FORCED_REASON = "as in the book's stored outputs"
 
 
 def title(name: str) -> str:
-    """Human name of a zoo model: ``"resnet18"`` → ``"ResNet-18"`` (chapter 2)."""
+    """Human name of a zoo model: ``"resnet18"`` → ``"ResNet-18"``."""
     if name in TORCHVISION_MODELS:
         return TORCHVISION_MODELS[name][0]
     return PACKAGED_MODELS[name]
@@ -117,7 +117,7 @@ PACKAGED_META = {
 
 
 def imagenet_meta(name: str) -> dict:
-    """ImageNet acc@1/acc@5, parameter count and where the numbers come from (chapter 2)."""
+    """ImageNet acc@1/acc@5, parameter count and where the numbers come from."""
     if name in PACKAGED_META:
         return dict(PACKAGED_META[name])
     weights = imagenet_weights(name)
@@ -131,7 +131,7 @@ def imagenet_meta(name: str) -> dict:
 
 
 def imagenet_weights(name: str):
-    """torchvision's ``IMAGENET1K_V1`` weights entry of a torchvision zoo model, no download (chapter 2)."""
+    """torchvision's ``IMAGENET1K_V1`` weights entry of a torchvision zoo model, no download."""
     from torchvision.models import get_model_weights
 
     _check_torchvision(name)
@@ -139,7 +139,7 @@ def imagenet_weights(name: str):
 
 
 def architecture(name: str) -> nn.Module:
-    """The architecture of a zoo model with random weights: no download, no cache (chapters 2, 3 and 9)."""
+    """The architecture of a zoo model with random weights: no download, no cache."""
     from torchvision.models import get_model
 
     if name in TORCHVISION_MODELS:
@@ -150,7 +150,7 @@ def architecture(name: str) -> nn.Module:
 
 
 def preset(crop_size: int, resize_size: int, mean, std, interpolation=None):
-    """torchvision's ``ImageClassification`` preprocessing with these parameters (chapter 3, indirectly).
+    """torchvision's ``ImageClassification`` preprocessing with these parameters.
 
     Resize the shorter side to ``resize_size`` (antialiased), crop the centre
     ``crop_size`` square, scale to [0, 1] and normalise with ``mean`` and
@@ -171,7 +171,7 @@ def preset(crop_size: int, resize_size: int, mean, std, interpolation=None):
 
 
 def at_size(transforms, size: int):
-    """The preprocessing ``transforms`` at another crop ``size``, resizing to ``size·256/224`` (chapter 3)."""
+    """The preprocessing ``transforms`` at another crop ``size``, resizing to ``size·256/224``."""
     return preset(size, size * 256 // 224, transforms.mean, transforms.std, transforms.interpolation)
 
 
@@ -187,7 +187,7 @@ def fallback_forced() -> bool:
 
 
 def weights_reachable(name: str) -> bool:
-    """Whether torchvision can be asked for ``name``'s ImageNet weights here (chapters 1 and 2).
+    """Whether torchvision can be asked for ``name``'s ImageNet weights here.
 
     True when the fallback is not forced and the checkpoint is in torch's hub
     cache, or downloads are allowed (``TLHELPERS_OFFLINE`` unset; the download
@@ -200,7 +200,7 @@ def weights_reachable(name: str) -> bool:
 
 
 def load(name: str, fallback: str | None = None) -> Backbone:
-    """Load a pretrained zoo model in eval mode (chapters 1–7 and 9).
+    """Load a pretrained zoo model in eval mode.
 
     ``name`` is one of :data:`NAMES`.  For a torchvision model whose weights are
     not reachable, ``fallback="efficientnet_lite0"`` returns the packaged model

@@ -9,7 +9,7 @@ notebooks, then used on its page in Chromium:
 - every upload takes photos through the real file input: one of each class,
   one of no class, a portrait JPEG with an EXIF rotation, a PNG with
   transparency and a greyscale photo; the page's numbers must equal the
-  Python reference (``tlhelpers.page_assets.PageModels``, i.e.
+  Python reference (``tlhelpers.pages.PageModels``, i.e.
   ``onnx_inference``'s preprocessing on the same files) within 1e-3;
 - a non-image file, a truncated JPEG, a 40-megapixel photo and an SVG each
   get one clear line, and the page keeps working;
@@ -36,7 +36,7 @@ if os.environ.get("TLBOOK_BROWSER") != "1":
 from browsing import HTML, ROOT, SCREENSHOTS, Visit, console_filtered  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tlhelpers import data, page_assets, pages  # noqa: E402
+from tlhelpers import data, pages  # noqa: E402
 
 ASSETS = ROOT / ".page-assets" / "build"  # tools/build_page_assets.py
 TOLERANCE = 1e-3
@@ -198,10 +198,10 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def reference() -> page_assets.PageModels:
+def reference() -> pages.PageModels:
     if not (ASSETS / "raw" / "manifest.json").is_file():
         pytest.fail(f"{ASSETS} holds no page assets: run `make book` first")
-    return page_assets.PageModels(ASSETS)
+    return pages.PageModels(ASSETS)
 
 
 def _upload(page, root, path: Path) -> tuple[str, str]:
@@ -215,7 +215,7 @@ def _upload(page, root, path: Path) -> tuple[str, str]:
     return status.get_attribute("class"), status.inner_text()
 
 
-def _compare(task: str, result, reference: page_assets.PageModels, path: Path) -> list[str]:
+def _compare(task: str, result, reference: pages.PageModels, path: Path) -> list[str]:
     """Where the page's answer differs from the Python reference for ``path``."""
     if task == "search":
         page_matches = json.loads(result.get_attribute("data-matches"))
