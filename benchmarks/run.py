@@ -73,7 +73,7 @@ SEED = 0
 
 FULL = {
     "extract_images": 128,
-    "extract_batch": 32,
+    "extract_batch": None,  # the package's own default for the device (features.extraction_batch_size)
     "head_per_class": 30,
     "head_epochs": 15,
     "head_batch": 32,
@@ -324,9 +324,11 @@ def transform_for(name: str, size: int = 224):
     return zoo.at_size(reference, size)
 
 
-def time_extraction(photos, device, batch_size: int) -> dict:
+def time_extraction(photos, device, batch_size: int | None) -> dict:
     """Throughput of ``features.extract`` itself (float32, no cache) for each zoo architecture."""
     from tlhelpers import features, zoo
+
+    batch_size = batch_size or features.extraction_batch_size(device)
 
     runs = []
     for name in zoo.NAMES:

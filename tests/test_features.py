@@ -238,3 +238,33 @@ def test_extraction_leaves_the_global_random_stream_alone(images, cache):
     state = torch.get_rng_state()
     features.extract(model, images, TO_TENSOR, name="toy", cache_dir=cache, progress=False)
     assert torch.equal(torch.get_rng_state(), state), "a cold cache would change later random numbers"
+
+
+def test_a_cpu_extracts_channels_last_in_small_batches_and_leaves_the_layout_as_it_was(images, cache):
+    calls = Calls()
+    model = CountingNet(calls)
+    seen_layouts = []
+    model.conv.register_forward_pre_hook(
+        lambda module, inputs: seen_layouts.append(
+            (
+                inputs[0].is_contiguous(memory_format=torch.channels_last),
+                module.weight.is_contiguous(memory_format=torch.channels_last),
+            )
+        )
+    )
+    fs = features.extract(model, images, TO_TENSOR, cache_dir=cache, device="cpu", progress=False)
+    assert features.extraction_batch_size("cpu") == 8 and calls == [8]
+    assert seen_layouts == [(True, True)]  # the input and the weights, during the pass
+    assert model.conv.weight.is_contiguous()  # and the caller's layout afterwards
+    x = torch.stack([TO_TENSOR(Image.open(path).convert("RGB")) for path in images.files])
+    with torch.no_grad():
+        expected = features.pooled_features(model.eval(), x)
+    assert torch.allclose(fs.features, expected, atol=1e-5)  # the same features as the usual layout
+
+
+def test_a_gpu_gets_large_batches_and_mps_keeps_its_layout():
+    from tlhelpers import surgery
+
+    assert features.extraction_batch_size("cuda") == 64 and features.extraction_batch_size(torch.device("cpu")) == 8
+    assert surgery.prefers_channels_last("cpu") and surgery.prefers_channels_last("cuda")
+    assert not surgery.prefers_channels_last("mps")

@@ -313,6 +313,17 @@ class _Indexed(Dataset):
         return None if item is None else (*item, index)
 
 
+def extraction_batch_size(device: torch.device | str) -> int:
+    """Photos per batch for :func:`extract` on ``device``: 8 on a CPU, 64 elsewhere.
+
+    A CPU is fastest when a batch's activations fit in its caches: on two
+    cores, channels-last EfficientNet-Lite0 extracts about twice as many
+    photos per second in batches of 8 as in batches of 64 (ResNet-18 about
+    an eighth more).  A GPU needs large batches to be busy.
+    """
+    return 8 if torch.device(device).type == "cpu" else 64
+
+
 def extract(
     model,
     images,
@@ -323,7 +334,7 @@ def extract(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
     key_extra: str = "",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -336,7 +347,10 @@ def extract(
     receives (:func:`pooled_features`), computed in eval mode under
     ``torch.inference_mode()`` in float32 on ``device`` (default
     :func:`tlhelpers.runtime.pick_device`; the model is moved there for the
-    pass and back afterwards), with a ``tqdm.auto`` progress bar.  Unreadable
+    pass and back afterwards), channels-last where that is faster
+    (:func:`tlhelpers.surgery.prefers_channels_last`), in batches of
+    ``batch_size`` photos (default :func:`extraction_batch_size`), with a
+    ``tqdm.auto`` progress bar.  Unreadable
     files are skipped, with a warning from :mod:`tlhelpers.data`, and listed
     in ``skipped``.  A second call with the same inputs reads the cache
     instead (``from_cache`` is then ``True``); ``cache=False`` never reads or
@@ -371,6 +385,9 @@ def extract(
             )
 
     device = torch.device(device) if device is not None else runtime.pick_device()
+    batch_size = batch_size or extraction_batch_size(device)
+    channels_last = surgery.prefers_channels_last(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     dataset = data.ImageDataset(images, transform)
     # A generator of its own keeps the loader from drawing on the global random stream, so the
     # random numbers after an extraction are the same whether the cache was warm or cold.
@@ -384,12 +401,13 @@ def extract(
         generator=torch.Generator(),
     )
     chunks, labels, kept = [], [], []
-    with surgery.evaluating(model, device), torch.inference_mode():
+    with surgery.evaluating(model, device, channels_last), torch.inference_mode():
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
             if batch is None:
                 continue
             x, y, index = batch
-            chunks.append(pooled_features(model, x.to(device), head_name).float().cpu())
+            x = x.to(device, memory_format=layout)
+            chunks.append(pooled_features(model, x, head_name).float().cpu())
             labels.append(y.long())
             kept.extend(index.tolist())
     kept_set = set(kept)
