@@ -168,6 +168,16 @@ def test_perfect_predictions_score_one_and_outcomes_sort_mistakes(photos):
     assert detection.outcomes(prediction, scene, threshold=0.95)["missed"].__len__() == len(scene.boxes)
 
 
+def test_scenes_with_a_single_class_are_scored_too(photos):
+    one_class = photos.subset([i for i, label in enumerate(photos.labels) if label == 1])
+    scenes = detection.make_scenes(one_class, 2, size=96, seed=0)
+    perfect = [
+        {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))} for t in scenes.targets()
+    ]
+    result = detection.evaluate(perfect, scenes)
+    assert list(result["per_class"]) == ["dogs"] and result["map_50"] == pytest.approx(1.0)
+
+
 def test_best_threshold_is_one_of_the_candidates(photos):
     scenes = detection.make_scenes(photos, 3, size=96, seed=0)
     predictions = [

@@ -493,7 +493,7 @@ def evaluate(predictions: list[dict], scenes: SceneSet) -> dict:
     result = metric.compute()
     precision = result["precision"]  # IoU × recall × class × area × max detections
     recall_points = np.linspace(0, 1, precision.shape[1])
-    present = result["classes"].tolist()
+    present = result["classes"].reshape(-1).tolist()  # a 0-d tensor when one class is present
     per_class, curves = {}, {}
     for k, label in enumerate(present):
         name = scenes.classes[label - 1]
