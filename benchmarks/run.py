@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import functools
 import html.parser
@@ -142,31 +143,31 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
-def describe_machine(device) -> dict:
+def describe_machine(device) -> report.Machine:
     import timm
     import torch
     import torchvision
 
-    machine = {
-        "device": device.type,
-        "cpu_model": cpu_model(),
-        "cpu_cores": cpu_cores(),
-        "torch_threads": torch.get_num_threads(),
-        "gpu": None,
-        "gpu_memory_gib": None,
-        "cuda": None,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
+    gpu = memory = cuda = None
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        machine.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+        gpu, memory, cuda = props.name, round(props.total_memory / 2**30, 1), torch.version.cuda
     elif device.type == "mps":
-        machine["gpu"] = "Apple " + (platform.machine() or "GPU")
-    return machine
+        gpu = "Apple " + (platform.machine() or "GPU")
+    return report.Machine(
+        device=device.type,
+        cpu_model=cpu_model(),
+        cpu_cores=cpu_cores(),
+        torch_threads=torch.get_num_threads(),
+        gpu=gpu,
+        gpu_memory_gib=memory,
+        cuda=cuda,
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        timm=timm.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+    )
 
 
 def synchronize(device) -> None:
@@ -176,6 +177,16 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def timed(run, device) -> tuple[object, float]:
+    """What ``run()`` returns and its seconds (``runtime.seconds``), the work it queued on ``device`` included."""
+    from tlhelpers import runtime
+
+    returned = []
+    synchronize(device)
+    seconds = runtime.seconds(lambda: (returned.append(run()), synchronize(device)), repeats=1)
+    return returned[0], seconds
 
 
 # --------------------------------------------------------------------------- #
@@ -192,7 +203,7 @@ def _cache_files(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.pt")} if folder.is_dir() else {}
 
 
-def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
+def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> report.Notebooks:
     from tlhelpers import features
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -223,14 +234,7 @@ def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
                 (line.strip("= ") for line in reversed(output) if re.search(r"\b(passed|failed|error)", line)), ""
             )
             summary = re.sub(r"\s+in\s+[\d.]+s.*$", "", summary)  # pytest's own timing: not comparable
-            runs.append(
-                {
-                    "notebook": Path(name).stem,
-                    "seconds": round(seconds, 2),
-                    "passed": done.returncode == 0,
-                    "summary": summary,
-                }
-            )
+            runs.append(report.ChapterRun(Path(name).stem, round(seconds, 2), done.returncode == 0, summary))
             log(f"  {name}: {report.duration(seconds)} ({summary or 'rc ' + str(done.returncode)})")
             if done.returncode != 0:
                 log("\n".join(output[-30:]))
@@ -243,16 +247,16 @@ def time_notebooks(names: list[str], complete: bool, cold_cache: bool) -> dict:
         state = "warm" if before else "cold"
     else:
         state = "cold" if not before else "partly warm"
-    return {
-        "command": "python -m pytest -q " + " ".join(NBVAL_OPTIONS) + " notebooks/<chapter>.ipynb",
-        "feature_cache": {"where": where, "files_before": len(before), "files_written": written, "state": state},
-        "runs": runs,
-        "complete": complete,
-        "total_seconds": round(sum(r["seconds"] for r in runs), 2),
-    }
+    return report.Notebooks(
+        command="python -m pytest -q " + " ".join(NBVAL_OPTIONS) + " notebooks/<chapter>.ipynb",
+        feature_cache=report.FeatureCache(where, len(before), written, state),
+        runs=runs,
+        complete=complete,
+        total_seconds=round(sum(r.seconds for r in runs), 2),
+    )
 
 
-def time_real_path(names: list[str] | None, budget: str) -> dict | None:
+def time_real_path(names: list[str] | None, budget: str) -> report.RealPath | None:
     """``make real-path`` as ``make test`` runs it, timed as a whole; the script's own per-run times."""
     command = [sys.executable, REAL_PATH_SCRIPT, "--budget", budget]
     if names is not None:
@@ -275,45 +279,29 @@ def time_real_path(names: list[str] | None, budget: str) -> dict | None:
         log("\n".join((done.stdout + done.stderr).strip().splitlines()[-15:]))
         return None
     runs = [
-        {
-            "notebook": r["chapter"],
-            "budget": r["budget"],
-            "seconds": r["seconds"],
-            "passed": r["passed"],
-            "notes": r["notes"],
-        }
-        for r in summary["runs"]
+        report.RealPathRun(r["chapter"], r["budget"], r["seconds"], r["passed"], r["notes"]) for r in summary["runs"]
     ]
     for run in runs:
-        log(
-            f"  {run['notebook']} [{run['budget']}]: {report.duration(run['seconds'])}"
-            + ("" if run["passed"] else " (failed)")
-        )
+        log(f"  {run.notebook} [{run.budget}]: {report.duration(run.seconds)}" + ("" if run.passed else " (failed)"))
     log(f"  whole run: {report.duration(seconds)}")
     if done.returncode != 0:  # the script's own list of what failed
         log(
             done.stdout[done.stdout.rfind("\nFAILED:") :].strip() if "\nFAILED:" in done.stdout else done.stdout[-2000:]
         )
-    return {
-        "command": "python " + " ".join(command[1:]),
-        "photos_per_class": summary["photos_per_class"],
-        "budgets": summary["budgets"],
-        "setup_seconds": summary["setup_seconds"],
-        "runs": runs,
-        "complete": names is None and budget == "both",
-        "total_seconds": round(seconds, 2),
-    }
+    return report.RealPath(
+        command="python " + " ".join(command[1:]),
+        photos_per_class=summary["photos_per_class"],
+        budgets=summary["budgets"],
+        setup_seconds=summary["setup_seconds"],
+        runs=runs,
+        complete=names is None and budget == "both",
+        total_seconds=round(seconds, 2),
+    )
 
 
 # --------------------------------------------------------------------------- #
 # 3–5. The in-process measurements
 # --------------------------------------------------------------------------- #
-
-
-def head_name(name: str) -> str:
-    from tlhelpers import zoo
-
-    return zoo.TORCHVISION_MODELS[name][1] if name in zoo.TORCHVISION_MODELS else "classifier"
 
 
 def transform_for(name: str, size: int = 224):
@@ -324,36 +312,25 @@ def transform_for(name: str, size: int = 224):
     return zoo.at_size(reference, size)
 
 
-def time_extraction(photos, device, batch_size: int | None) -> dict:
+def time_extraction(photos, device, batch_size: int | None) -> report.Extraction:
     """Throughput of ``features.extract`` itself (float32, no cache) for each zoo architecture."""
     from tlhelpers import features, zoo
 
     batch_size = batch_size or features.extraction_batch_size(device)
-
     runs = []
     for name in zoo.NAMES:
-        model = zoo.architecture(name)
-        options = {
-            "name": name,
-            "head_name": head_name(name),
-            "cache": False,
-            "device": device,
-            "batch_size": batch_size,
-            "progress": False,
-        }
-        features.extract(model, photos.subset(range(min(4, len(photos)))), transform_for(name), **options)  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
-        seen = len(features.extract(model, photos, transform_for(name), **options))
-        synchronize(device)
-        seconds = time.perf_counter() - start
-        runs.append({"model": name, "seconds": round(seconds, 3), "images_per_s": round(seen / seconds, 2)})
+        model, transform = zoo.architecture(name), transform_for(name)
+        options = {"name": name, "cache": False, "device": device, "batch_size": batch_size, "progress": False}
+        features.extract(model, photos.subset(range(min(4, len(photos)))), transform, **options)  # warm-up
+        extracted, seconds = timed(functools.partial(features.extract, model, photos, transform, **options), device)
+        seen = len(extracted)
+        runs.append(report.ModelRun(name, round(seconds, 3), round(seen / seconds, 2)))
         log(f"  {name}: {seen / seconds:.1f} images/s")
         del model
-    return {"images": len(photos), "size": 224, "batch_size": batch_size, "weights": RANDOM_WEIGHTS, "runs": runs}
+    return report.Extraction(images=len(photos), size=224, batch_size=batch_size, weights=RANDOM_WEIGHTS, runs=runs)
 
 
-def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class: int) -> dict:
+def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class: int) -> report.FrozenHead:
     import torch
 
     from tlhelpers import data, features, heads, surgery, train, zoo
@@ -366,11 +343,8 @@ def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class:
     surgery.replace_head(model, len(train_set.classes), head_name=backbone.head_name)
     surgery.freeze_all_but_head(model, backbone.head_name)
     loader = data.loader(train_set, backbone.transforms, batch_size=batch_size, shuffle=True, seed=SEED)
-    synchronize(device)
-    start = time.perf_counter()
-    train.fit(model, loader, epochs=epochs, lr=1e-3, device=device, progress=False)
-    synchronize(device)
-    classic = time.perf_counter() - start
+    options = {"epochs": epochs, "lr": 1e-3, "device": device, "progress": False}
+    _, classic = timed(functools.partial(train.fit, model, loader, **options), device)
     log(f"  classic: {report.duration(classic)}")
     del model
 
@@ -391,24 +365,24 @@ def time_frozen_head(train_set, device, epochs: int, batch_size: int, per_class:
         f"  cached: {report.duration(cached)} (extraction {report.duration(extract_s)}), "
         f"warm cache: {report.duration(warm)}"
     )
-    return {
-        "model": backbone.name,
-        "per_class": per_class,
-        "images": len(train_set),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "size": 224,
-        "classic_seconds": round(classic, 3),
-        "extract_seconds": round(extract_s, 3),
-        "head_seconds": round(head_s, 3),
-        "cached_seconds": round(cached, 3),
-        "warm_cache_seconds": round(warm, 4),
-        "speedup": round(classic / cached, 2),
-        "warm_speedup": round(classic / warm, 1),
-    }
+    return report.FrozenHead(
+        model=backbone.name,
+        per_class=per_class,
+        images=len(train_set),
+        epochs=epochs,
+        batch_size=batch_size,
+        size=224,
+        classic_seconds=round(classic, 3),
+        extract_seconds=round(extract_s, 3),
+        head_seconds=round(head_s, 3),
+        cached_seconds=round(cached, 3),
+        warm_cache_seconds=round(warm, 4),
+        speedup=round(classic / cached, 2),
+        warm_speedup=round(classic / warm, 1),
+    )
 
 
-def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batches: int) -> dict:
+def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batches: int) -> report.Finetune:
     """Training throughput of ``train.fit`` (its own AMP and memory-layout choices) for each zoo architecture."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -430,18 +404,12 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
 
         torch.manual_seed(SEED)
         model = zoo.architecture(name)
-        surgery.replace_head(model, 3, head_name=head_name(name))
+        surgery.replace_head(model, 3)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         options = {"epochs": 1, "optimizer": optimizer, "device": device, "progress": False}
         train.fit(model, loader(0, cut), **options)  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
-        train.fit(model, loader(cut, needed), **options)
-        synchronize(device)
-        seconds = time.perf_counter() - start
-        runs.append(
-            {"model": name, "seconds": round(seconds, 3), "images_per_s": round(batches * batch_size / seconds, 2)}
-        )
+        _, seconds = timed(functools.partial(train.fit, model, loader(cut, needed), **options), device)
+        runs.append(report.ModelRun(name, round(seconds, 3), round(batches * batch_size / seconds, 2)))
         log(f"  {name}: {batches * batch_size / seconds:.1f} training images/s")
         del model, optimizer
     note = (
@@ -451,15 +419,15 @@ def time_finetune(photos, device, size: int, batch_size: int, warmup: int, batch
         if size == 112
         else "set with --finetune-size"
     )
-    return {
-        "size": size,
-        "batch_size": batch_size,
-        "warmup_batches": warmup,
-        "batches": batches,
-        "size_note": note,
-        "weights": RANDOM_WEIGHTS,
-        "runs": runs,
-    }
+    return report.Finetune(
+        size=size,
+        batch_size=batch_size,
+        warmup_batches=warmup,
+        batches=batches,
+        size_note=note,
+        weights=RANDOM_WEIGHTS,
+        runs=runs,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -478,7 +446,7 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def time_vector_search(sizes) -> dict:
+def time_vector_search(sizes) -> report.VectorSearch:
     """Chapter 6's scaling sweep at every size whose vectors fit in memory three times over."""
     from tlhelpers import neighbours
 
@@ -496,13 +464,12 @@ def time_vector_search(sizes) -> dict:
         seed=SEED,
         log=log,
     )
-    return {
+    columns = [f.name for f in dataclasses.fields(report.SearchRun)]
+    return report.VectorSearch(
         **SEARCH,
-        "data": "synthetic unit-length vectors around N/100 random centres (`neighbours.synthetic_features`)",
-        "runs": [
-            {key: row[key] for key in ("n", "exact_ms", "approx_ms", "build_s", "nlist", "recall")} for row in rows
-        ],
-    }
+        data="synthetic unit-length vectors around N/100 random centres (`neighbours.synthetic_features`)",
+        runs=[report.SearchRun(**{key: row[key] for key in columns}) for row in rows],
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -514,18 +481,19 @@ def time_vector_search(sizes) -> dict:
 INFERENCE_MODELS = ("resnet18", "efficientnet_lite0")
 
 
-def time_inference(photos, calibration, runs: int) -> dict:
+def time_inference(photos, calibration, runs: int) -> report.Inference:
     """Chapter 7's table for each shippable backbone: PyTorch, ONNX fp32, dynamic and static int8."""
     import numpy as np
     import torch
     from torch import nn
 
-    from tlhelpers import classifier, export, onnx_inference, runtime, zoo
+    from tlhelpers import export, heads, onnx_inference, runtime, surgery, zoo
 
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for name in INFERENCE_MODELS:
             architecture = zoo.architecture(name).eval()
+            head_name = surgery.find_head_name(architecture)
             backbone = zoo.Backbone(
                 name=name,
                 requested=name,
@@ -533,10 +501,10 @@ def time_inference(photos, calibration, runs: int) -> dict:
                 transforms=transform_for(name),
                 categories=[],
                 source=f"{name} with random weights",
-                head_name=head_name(name),
+                head_name=head_name,
             )
-            head = nn.Linear(architecture.get_submodule(head_name(name)).in_features, 3).eval()
-            trained = classifier.Classifier(backbone, head, ["cats", "dogs", "panda"])
+            head = nn.Linear(architecture.get_submodule(head_name).in_features, 3).eval()
+            trained = heads.Classifier(backbone, head, ["cats", "dogs", "panda"])
             files = {"fp32": export.to_onnx(trained, Path(folder) / f"{name}.onnx")}
             files["dynamic int8"] = export.quantize(files["fp32"], Path(folder) / f"{name}-dynamic.onnx", "dynamic")
             files["static int8"] = export.quantize(
@@ -562,24 +530,19 @@ def time_inference(photos, calibration, runs: int) -> dict:
                 for variant, (path, logits) in runners.items():
                     _, per_second = runtime.run_in_batches(logits, np.asarray(batch), batch_size=32)
                     latency = runtime.latency(logits, batch[:1], repeats=runs)
+                    size_mb = round(path.stat().st_size / 1e6, 2)
                     results.append(
-                        {
-                            "model": name,
-                            "variant": variant,
-                            "size_mb": round(path.stat().st_size / 1e6, 2),
-                            "latency_ms": round(1e3 * latency, 2),
-                            "images_per_s": round(per_second, 2),
-                        }
+                        report.InferenceRun(name, variant, size_mb, round(1e3 * latency, 2), round(per_second, 2))
                     )
                     log(f"  {name} {variant}: {1e3 * latency:.1f} ms at batch 1, {per_second:.1f} images/s")
-    return {
-        "photos": len(photos),
-        "calibration_photos": len(calibration),
-        "threads": 1,
-        "batch_size": 32,
-        "weights": RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"),
-        "runs": results,
-    }
+    return report.Inference(
+        photos=len(photos),
+        calibration_photos=len(calibration),
+        threads=1,
+        batch_size=32,
+        weights=RANDOM_WEIGHTS.replace("speed does not", "speed and size do not"),
+        runs=results,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -601,7 +564,6 @@ CHROMIUM_ARGS = [
 ]  # as tests/browser
 PAGE_TIMEOUT_MS = 120_000  # one photo, the model load included
 TEACH_PER_CLASS = 5  # chapter 4's teaching tool: photos per class (15 for the three animals)
-TEACH_LABEL = report.TEACH_LABEL  # how a failure of the teaching tool is named in pages.failed
 # Installed on the explorer before its first photo: the time from the file input's change event
 # (the reader has chosen the photo) to the status saying the answer is on the page.
 WATCH_FIRST_ANSWER = """root => {
@@ -656,9 +618,8 @@ class _LiveExplorers(html.parser.HTMLParser):
         self.configs.append(config if isinstance(config, dict) else None)
 
 
-def page_uploads(html_root: Path = BOOK_HTML) -> list[tuple[str, str, int, str]]:
-    """``(chapter, page path, explorer index, task)`` of the explorers that answer an upload, first one per task."""
-    found, seen = [], set()
+def explorers(html_root: Path = BOOK_HTML):
+    """``(chapter, page path, explorer index, config)`` of every explorer of the chapter pages, in order."""
     for name in chapters():
         stem = Path(name).stem
         page = html_root / "notebooks" / f"{stem}.html"
@@ -669,29 +630,27 @@ def page_uploads(html_root: Path = BOOK_HTML) -> list[tuple[str, str, int, str]]
         parser = _LiveExplorers()
         parser.feed(page.read_text(encoding="utf-8"))
         for index, config in enumerate(parser.configs):
-            if (config or {}).get("control") == "teach":
-                continue  # the teaching tool has its own measurement (time_teach)
-            task = (config or {}).get("upload")
-            if task and task not in seen:
-                seen.add(task)
-                found.append((stem, page.relative_to(html_root).as_posix(), index, task))
-    return found
+            yield stem, page.relative_to(html_root).as_posix(), index, config or {}
+
+
+def page_uploads(html_root: Path = BOOK_HTML) -> list[tuple[str, str, int, str]]:
+    """``(chapter, page path, explorer index, task)`` of the explorers that answer an upload, first one per task.
+
+    The teaching tool is left out: it has its own measurement (:func:`time_teach`).
+    """
+    found = {}
+    for stem, path, index, config in explorers(html_root):
+        task = config.get("upload")
+        if task and config.get("control") != "teach" and task not in found:
+            found[task] = (stem, path, index, task)
+    return list(found.values())
 
 
 def page_teach(html_root: Path = BOOK_HTML) -> tuple[str, str, int] | None:
     """``(chapter, page path, explorer index)`` of the first chapter page's teaching tool (chapter 4), or None."""
-    for name in chapters():
-        stem = Path(name).stem
-        page = html_root / "notebooks" / f"{stem}.html"
-        if not page.is_file():
-            page = next(iter(sorted(html_root.rglob(f"{stem}.html"))), None)
-        if page is None:
-            continue
-        parser = _LiveExplorers()
-        parser.feed(page.read_text(encoding="utf-8"))
-        for index, config in enumerate(parser.configs):
-            if (config or {}).get("control") == "teach":
-                return stem, page.relative_to(html_root).as_posix(), index
+    for stem, path, index, config in explorers(html_root):
+        if config.get("control") == "teach":
+            return stem, path, index
     return None
 
 
@@ -776,7 +735,7 @@ def time_page_task(browser, base: str, path: str, index: int, task: str, photos:
     }
 
 
-def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> dict:
+def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> report.Teach:
     """The teaching tool's entry from ``window.tlbookLive``: the ``photos``-th photo's and the first query's timings.
 
     ``timings`` is ``tlbookLive.teach.timings`` (``{photos, ms}`` after photos were added, ``{query: true, ms}``
@@ -790,16 +749,10 @@ def teach_numbers(timings: list[dict], load_ms: float | None, photos: int) -> di
             f"{len(queries)} answer(s)" + ("" if load_ms is not None else ", and no backbone load")
         )
     last, first = round(added[0], 1), round(queries[0], 1)
-    return {
-        "load_ms": round(load_ms, 1),
-        "photos": photos,
-        "last_photo_ms": last,
-        "first_answer_ms": first,
-        "seconds": round((last + first) / 1e3, 3),
-    }
+    return report.Teach(round(load_ms, 1), photos, last, first, round((last + first) / 1e3, 3))
 
 
-def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, list[Path]], query: Path) -> dict:
+def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, list[Path]], query: Path) -> report.Teach:
     """Chapter 4's teaching tool in a fresh browser context: a class per entry of ``lessons``, named after its key.
 
     Every class but the last gets all its photos at once and the last all but one; then its last photo alone
@@ -854,7 +807,7 @@ def time_teach(browser, base: str, path: str, index: int, lessons: dict[str, lis
     return teach_numbers(live["timings"], live["load"], total)
 
 
-def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None) -> dict | None:
+def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None) -> report.Pages | None:
     """Each in-page task of the built book answering ``photos`` in headless Chromium; None without a built book.
 
     With ``lessons`` (class name → training photos), chapter 4's teaching tool learns them and answers
@@ -894,51 +847,45 @@ def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None)
                 try:
                     if task not in manifest.get("tasks", {}):
                         raise PageProblem(f"the manifest has no task {task!r}")
-                    timed = time_page_task(browser, base, path, index, task, photos)
+                    measured = time_page_task(browser, base, path, index, task, photos)
                 except (PageProblem, PlaywrightError) as error:
                     failed.append(f"{chapter} ({task}): {str(error).strip().splitlines()[0]}")
                     log(f"  {chapter} ({task}): no answer: {failed[-1]}")
                     continue
                 what = pages.UPLOAD_TASKS.get(task, task).split(": ", 1)[-1]
-                runs.append(
-                    {
-                        "chapter": chapter,
-                        "task": task,
-                        "what": what,
-                        "bytes": manifest["tasks"][task]["bytes"],
-                        **{key: timed[key] for key in ("load_ms", "first_answer_ms", "answer_ms")},
-                    }
-                )
+                times = (measured["load_ms"], measured["first_answer_ms"], measured["answer_ms"])
+                runs.append(report.PageRun(chapter, task, what, pages.page_bytes(manifest, task), *times))
+                after_load = measured["first_answer_after_load_ms"]
                 log(
-                    f"  {chapter} ({task}): model loaded in {timed['load_ms']:.0f} ms, first photo "
-                    f"{timed['first_answer_ms']:.0f} ms with the load ({timed['first_answer_after_load_ms']:.0f} ms "
-                    f"after it), then {timed['answer_ms']:.0f} ms per photo (median of {len(photos)})"
+                    f"  {chapter} ({task}): model loaded in {measured['load_ms']:.0f} ms, first photo "
+                    f"{measured['first_answer_ms']:.0f} ms with the load ({after_load:.0f} ms after it), "
+                    f"then {measured['answer_ms']:.0f} ms per photo (median of {len(photos)})"
                 )
             if teacher:
                 chapter, path, index = teacher
                 try:
                     teach = time_teach(browser, base, path, index, lessons, photos[0])
                 except (PageProblem, PlaywrightError) as error:
-                    failed.append(f"{chapter} ({TEACH_LABEL}): {str(error).strip().splitlines()[0]}")
+                    failed.append(f"{chapter} ({report.TEACH_LABEL}): {str(error).strip().splitlines()[0]}")
                     log(f"  {failed[-1]}")
                 else:
                     log(
-                        f"  {chapter} ({TEACH_LABEL}): backbone loaded in {teach['load_ms']:.0f} ms; photo "
-                        f"{teach['photos']} learnt in {teach['last_photo_ms']:.0f} ms, first answer in "
-                        f"{teach['first_answer_ms']:.0f} ms: {teach['seconds']:.2f} s from the last photo added "
+                        f"  {chapter} ({report.TEACH_LABEL}): backbone loaded in {teach.load_ms:.0f} ms; photo "
+                        f"{teach.photos} learnt in {teach.last_photo_ms:.0f} ms, first answer in "
+                        f"{teach.first_answer_ms:.0f} ms: {teach.seconds:.2f} s from the last photo added "
                         f"to the first answer"
                     )
         finally:
             browser.close()
-    return {
-        "browser": f"Chromium {version}",
-        "backbone": manifest["backbone"]["label"],
-        "photos": len(photos),
-        "runtime_bytes": manifest["runtime"]["bytes"],
-        "failed": failed,
-        "runs": runs,
-        "teach": teach,
-    }
+    return report.Pages(
+        browser=f"Chromium {version}",
+        backbone=manifest["backbone"]["label"],
+        photos=len(photos),
+        runtime_bytes=manifest["runtime"]["bytes"],
+        failed=failed,
+        runs=runs,
+        teach=teach,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -947,8 +894,9 @@ def time_pages(photos: list[Path], lessons: dict[str, list[Path]] | None = None)
 
 
 def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    from tlhelpers import runtime
+
+    return runtime.shown_path(path.resolve(), ROOT)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -1014,108 +962,101 @@ def main(argv=None) -> int:
     sizes = QUICK if args.quick else FULL
     kind = "cpu" if device.type == "cpu" else "gpu"
     machine = describe_machine(device)
+    tag = report.machine_tag(machine)
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    command = "benchmarks/run.py" + ("".join(" " + a for a in (argv if argv is not None else sys.argv[1:])))
-    result = {
-        "format": report.FORMAT,
-        "tag": report.machine_tag(machine),
-        "quick": args.quick,
-        "date": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": command,
-        "machine": machine,
-        "settings": {"amp": device.type == "cuda", "channels_last": device.type == "cuda"},
-    }
-    result.update({section: None for section in SECTIONS})
+    gpu = f", {machine.gpu}" if machine.gpu else ""
     log(
-        f"Benchmarking on {result['tag']} ({machine['cpu_model']}, {machine['cpu_cores']} cores"
-        f"{', ' + machine['gpu'] if machine['gpu'] else ''}), {'quick' if args.quick else 'full'} run"
+        f"Benchmarking on {tag} ({machine.cpu_model}, {machine.cpu_cores} cores{gpu}), "
+        f"{'quick' if args.quick else 'full'} run"
     )
+    measured = dict.fromkeys(SECTIONS)
+    wanted = None  # the chapters to run, None for all of them
+    if args.notebooks:
+        wanted = [n if n.endswith(".ipynb") else n + ".ipynb" for n in args.notebooks]
+        unknown = sorted(set(wanted) - set(chapters()))
+        if unknown:
+            raise SystemExit(f"unknown chapter(s): {', '.join(unknown)}; choose from {', '.join(chapters())}")
+    elif args.quick:
+        wanted = chapters()[:1]
 
     if "notebooks" not in args.skip:
-        names = chapters()
-        if args.notebooks:
-            wanted = [n if n.endswith(".ipynb") else n + ".ipynb" for n in args.notebooks]
-            unknown = sorted(set(wanted) - set(names))
-            if unknown:
-                raise SystemExit(f"unknown chapter(s): {', '.join(unknown)}; choose from {', '.join(names)}")
-            names = wanted
-        elif args.quick:
-            names = names[:1]
+        names = wanted or chapters()
         log(f"[1/8] chapters under pytest --nbval ({len(names)})")
-        result["notebooks"] = time_notebooks(
-            names, complete=names == chapters() and not args.quick, cold_cache=args.cold_cache
-        )
+        complete = names == chapters() and not args.quick
+        measured["notebooks"] = time_notebooks(names, complete=complete, cold_cache=args.cold_cache)
 
     if "real_path" not in args.skip:
-        names = None
-        if args.notebooks:
-            names = [n if n.endswith(".ipynb") else n + ".ipynb" for n in args.notebooks]
-        elif args.quick:
-            names = chapters()[:1]
         budget = "cpu" if args.quick else "both"
         log(
-            f"[2/8] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if names is None else len(names)}"
+            f"[2/8] chapters on the real path ({REAL_PATH_SCRIPT}, {'all' if wanted is None else len(wanted)}"
             f" chapter(s), budget {budget})"
         )
-        result["real_path"] = time_real_path(names, budget)
+        measured["real_path"] = time_real_path(wanted, budget)
 
     animals = data.scan(data.locate())
+    split = data.split(animals, val=0.15, test=0.15, seed=SEED)
+
+    def per_class(photos, n: int):
+        """``n`` photos of ``photos``, as many of each class."""
+        return data.per_class(photos, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+
     if "extraction" not in args.skip or "finetune" not in args.skip:
-        n = sizes["extract_images"]
-        photos = data.per_class(animals, math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+        photos = per_class(animals, sizes["extract_images"])
     if "extraction" not in args.skip:
         log(f"[3/8] feature extraction, {len(photos)} photos")
-        result["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
+        measured["extraction"] = time_extraction(photos, device, sizes["extract_batch"])
     if "frozen_head" not in args.skip:
-        train_set = data.per_class(
-            data.split(animals, val=0.15, test=0.15, seed=SEED)["train"], sizes["head_per_class"], seed=SEED
-        )
+        train_set = data.per_class(split["train"], sizes["head_per_class"], seed=SEED)
         log(f"[4/8] frozen head, {sizes['head_epochs']} epochs on {len(train_set)} photos, two ways")
-        result["frozen_head"] = time_frozen_head(
+        measured["frozen_head"] = time_frozen_head(
             train_set, device, sizes["head_epochs"], sizes["head_batch"], sizes["head_per_class"]
         )
     if "finetune" not in args.skip:
         size = args.finetune_size or (112 if device.type == "cpu" else 224)
         log(f"[5/8] full fine-tuning at {size} px")
-        result["finetune"] = time_finetune(
+        measured["finetune"] = time_finetune(
             photos, device, size, sizes["finetune_batch"], sizes["finetune_warmup"], sizes["finetune_batches"][kind]
         )
 
     if "vector_search" not in args.skip:
         log(f"[6/8] vector search, exact against faiss IVF, {SEARCH['dim']} features")
-        result["vector_search"] = time_vector_search(sizes["search_sizes"])
+        measured["vector_search"] = time_vector_search(sizes["search_sizes"])
 
     if "inference" not in args.skip:
-        split = data.split(animals, val=0.15, test=0.15, seed=SEED)
-        test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / len(animals.classes)), seed=SEED)
-        calibration = data.per_class(
-            split["train"], math.ceil(sizes["calibration_photos"] / len(animals.classes)), seed=SEED
-        )
+        n = len(animals.classes)
+        test = data.per_class(split["test"], math.ceil(sizes["inference_photos"] / n), seed=SEED)
+        calibration = data.per_class(split["train"], math.ceil(sizes["calibration_photos"] / n), seed=SEED)
         log(f"[7/8] chapter 7's table: PyTorch, ONNX fp32, dynamic and static int8, {len(test)} photos")
-        result["inference"] = time_inference(test, calibration, sizes["latency_runs"])
+        measured["inference"] = time_inference(test, calibration, sizes["latency_runs"])
 
     if "pages" not in args.skip:
-        n = sizes["page_photos"]
-        split = data.split(animals, val=0.15, test=0.15, seed=SEED)
-        chosen = data.per_class(split["test"], math.ceil(n / len(animals.classes)), seed=SEED).subset(range(n))
+        chosen = per_class(split["test"], sizes["page_photos"])
         taught = data.per_class(split["train"], TEACH_PER_CLASS, seed=SEED)
         lessons = {
             name: [Path(f) for f, label in zip(taught.files, taught.labels) if label == c]
             for c, name in enumerate(taught.classes)
         }
         log(
-            f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {n} photos per page, "
+            f"[8/8] the book's pages answering a photo in Chromium (onnxruntime-web), {len(chosen)} photos per page, "
             f"and chapter 4's teaching tool learning {len(taught)} photos"
         )
-        result["pages"] = time_pages([Path(f) for f in chosen.files], lessons)
+        measured["pages"] = time_pages([Path(f) for f in chosen.files], lessons)
 
-    result["budgets"] = report.budgets(result)
+    result = report.Result(
+        format=report.FORMAT,
+        tag=tag,
+        quick=args.quick,
+        date=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        command="benchmarks/run.py" + "".join(" " + a for a in (argv if argv is not None else sys.argv[1:])),
+        machine=machine,
+        settings=report.Settings(amp=device.type == "cuda", channels_last=device.type == "cuda"),
+        **measured,
+        budgets=[],
+    )
+    result.budgets = report.budgets(result)
     paths = report.write(result, out)
-    for budget in result["budgets"]:
-        log(
-            f"{budget['name']}: {budget['measured']} — {budget['verdict']}"
-            + (f" ({budget['note']})" if budget["note"] else "")
-        )
+    for budget in result.budgets:
+        log(f"{budget.name}: {budget.measured} — {budget.verdict}" + (f" ({budget.note})" if budget.note else ""))
     log("wrote " + ", ".join(_shown(p) for p in paths))
     return 0
 

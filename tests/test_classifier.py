@@ -1,4 +1,4 @@
-"""Tests of tlhelpers.classifier: predicting, and the save → load round trip of a trained head."""
+"""Tests of tlhelpers.heads.Classifier: predicting, and the save → load round trip of a trained head."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from tlhelpers import data, zoo
-from tlhelpers.classifier import FORMAT_VERSION, Classifier, ClassifierFileError
+from tlhelpers.heads import FORMAT_VERSION, Classifier, ClassifierFileError
 from tlhelpers.surgery import evaluating
 
 CLASSES = ["cats", "dogs", "panda"]
@@ -259,7 +259,7 @@ def test_saved_file_is_a_zip_without_pickled_modules(classifier, tmp_path):
 def _as_json(classifier, path):
     """The classifier file's fields as the book's page writes them: JSON, the head as lists."""
     from tlhelpers import features
-    from tlhelpers.classifier import preprocessing
+    from tlhelpers.heads import preprocessing
 
     payload = {
         "format": "tlhelpers.classifier",

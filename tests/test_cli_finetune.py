@@ -18,8 +18,8 @@ import pytest
 import torch
 from test_data import PETS, make_dataset
 
-from tlhelpers import checkpoint, cli, distributed, recipe, surgery, train, zoo
-from tlhelpers.classifier import Classifier
+from tlhelpers import cli, distributed, recipe, surgery, train, zoo
+from tlhelpers.heads import Classifier
 
 TINY = ["--epochs", "3", "--batch-size", "4", "--deterministic", "--no-progress"]
 
@@ -73,7 +73,7 @@ def test_fine_tune_last_block_saves_the_backbone_and_predict_uses_it(folder, cac
     printed = capsys.readouterr().out
     assert "epoch 1/2: train loss " in printed and "epoch 2/2: " in printed
     assert "Best epoch: " in printed and "fine-tuned backbone included" in printed
-    assert not checkpoint.default_path(out).exists(), "the checkpoint goes once the model is written"
+    assert not recipe.default_checkpoint_path(out).exists(), "the checkpoint goes once the model is written"
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
     loaded = Classifier.load(out)
@@ -142,10 +142,10 @@ def interrupted(folder, cache, tmp_path, monkeypatch, capsys):
         interrupt_in_epoch(patch, 3)
         assert train_cli(folder, "-o", out, "--epochs", "6", "--patience", "0") == 130
     err = capsys.readouterr().err
-    ckpt = checkpoint.default_path(out)
+    ckpt = recipe.default_checkpoint_path(out)
     assert f"Interrupted. {ckpt} holds 2 of 6 epochs; continue with:" in err
     assert err.strip().endswith("--resume")
-    assert not out.exists() and checkpoint.load(ckpt)["epoch"] == 2
+    assert not out.exists() and recipe.load_checkpoint(ckpt)["epoch"] == 2
     return out, ckpt
 
 
@@ -201,9 +201,9 @@ def test_resume_from_another_run_is_refused(folder, interrupted, tmp_path, capsy
     elif change == "other files":
         next((folder / "dogs").iterdir()).unlink()
     elif change == "other backbone":
-        state = checkpoint.load(ckpt)
+        state = recipe.load_checkpoint(ckpt)
         state["identity"]["backbone"] = "resnet18"
-        checkpoint.save({k: v for k, v in state.items() if not k.startswith("format")}, ckpt)
+        recipe.save_checkpoint({k: v for k, v in state.items() if not k.startswith("format")}, ckpt)
     elif change == "other mode":
         argv += ["--fine-tune", "last-block"]
     else:
@@ -227,7 +227,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(folder, tmp_path, capsys):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
     killed, whole = tmp_path / "killed.pt", tmp_path / "whole.pt"
-    ckpt = checkpoint.default_path(killed)
+    ckpt = recipe.default_checkpoint_path(killed)
     run = subprocess.Popen(
         command(folder, killed, "--fine-tune", "last-block", "--batch-size", "2"),
         env=env(tmp_path),
@@ -239,7 +239,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and run.poll() is None:
             # The first epoch is done once the checkpoint says so; the second has then begun.
-            if ckpt.exists() and checkpoint.load(ckpt)["epoch"] >= 1:
+            if ckpt.exists() and recipe.load_checkpoint(ckpt)["epoch"] >= 1:
                 run.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.02)
@@ -248,7 +248,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(folder, tmp_path):
         if run.poll() is None:
             run.kill()
     assert run.returncode == -signal.SIGKILL, run.stderr.read()
-    assert not killed.exists() and checkpoint.load(ckpt)["epoch"] in (1, 2)
+    assert not killed.exists() and recipe.load_checkpoint(ckpt)["epoch"] in (1, 2)
     resumed = completed(command(folder, killed, "--fine-tune", "last-block", "--batch-size", "2", "--resume"), tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "Resuming from " in resumed.stdout
@@ -308,7 +308,7 @@ def test_seeded_items_draw_the_same_augmentation_anywhere():
 
 
 def test_a_fine_tuned_file_without_its_backbone_is_refused(folder, cache, tmp_path):
-    from tlhelpers.classifier import ClassifierFileError
+    from tlhelpers.heads import ClassifierFileError
 
     out = tmp_path / "model.pt"
     assert train_cli(folder, "-o", out, "--fine-tune", "last-block", "--epochs", "1", "--batch-size", "4") == 0

@@ -11,7 +11,7 @@ from test_classifier import CLASSES, noise_picture, random_head
 from test_data import BAD_MAKERS
 
 from tlhelpers import cli, zoo
-from tlhelpers.classifier import Classifier
+from tlhelpers.heads import Classifier
 
 LINE = re.compile(r"^(?P<path>.+): (?P<best>\w+) \((?P<p>[\d.]+)%\)(; (?P<others>.*))?$")
 

@@ -12,7 +12,7 @@ import torch
 from test_data import BAD_MAKERS, PETS, make_dataset
 
 from tlhelpers import cli, recipe, tables, zoo
-from tlhelpers.classifier import Classifier
+from tlhelpers.heads import Classifier
 
 
 def train(*argv) -> int:

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tlhelpers import data, features, train, zoo
-from tlhelpers.classifier import Classifier
+from tlhelpers.heads import Classifier
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -16,7 +16,7 @@ from test_classifier import noise_picture
 from torch import nn
 
 from tlhelpers import export, onnx_inference, runtime, zoo
-from tlhelpers.classifier import Classifier
+from tlhelpers.heads import Classifier
 
 CLASSES = ["cats", "dogs", "panda"]
 

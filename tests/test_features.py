@@ -30,9 +30,10 @@ class CountingNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(6, 2)
         self.calls = Calls() if calls is None else calls
+        counted = self.calls  # a hook, not forward, counts: forward is traced, never run
+        self.conv.register_forward_pre_hook(lambda module, args: counted.append(len(args[0])))
 
     def forward(self, x):
-        self.calls.append(len(x))
         return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
 
 
@@ -268,3 +269,24 @@ def test_a_gpu_gets_large_batches_and_mps_keeps_its_layout():
     assert features.extraction_batch_size("cuda") == 64 and features.extraction_batch_size(torch.device("cpu")) == 8
     assert surgery.prefers_channels_last("cpu") and surgery.prefers_channels_last("cuda")
     assert not surgery.prefers_channels_last("mps")
+
+
+def test_feature_network_gives_maps_pooled_and_logits_of_one_pass():
+    model = models.resnet18(weights=None).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = features.feature_network(model, ("maps", "pooled", "logits"))(x)
+        assert torch.allclose(out["logits"], model(x), atol=1e-5)
+    assert torch.allclose(out["maps"].mean((2, 3)), out["pooled"], atol=1e-5)
+    with pytest.raises(ValueError, match="unknown outputs"):
+        features.feature_network(model, ("pixels",))
+    with pytest.raises(ValueError, match="no global pooling"):
+        features.feature_network(CountingNet(), ("maps",))
+
+
+def test_extract_runs_where_the_model_is_unless_told(images, cache, monkeypatch):
+    from tlhelpers import runtime
+
+    monkeypatch.setattr(runtime, "pick_device", lambda: pytest.fail("the model's device is the default"))
+    fs = features.extract(CountingNet(), images, TO_TENSOR, cache=False, progress=False)
+    assert len(fs) == len(images)

@@ -259,3 +259,36 @@ def test_inference_helpers_leave_the_callers_model_as_it_was():
     augment.flip_predict(model, loader)
     explain.activations(model, loader, 1, head_name="5")
     assert all(m.training for m in model.modules())
+
+
+def test_graph_nodes_run_in_order_and_input_node_is_what_a_module_receives():
+    model = ToyNet().eval()
+    nodes = surgery.graph_nodes(model)
+    assert nodes[0] == "x" and nodes.index("conv1") < nodes.index("layer1.0") < nodes.index("fc")
+    assert surgery.input_node(model, "layer1") == "relu"
+    assert surgery.input_node(model, "fc", nodes) == "flatten"
+    with pytest.raises(ValueError, match="does not run"):
+        surgery.input_node(model, "nowhere")
+
+
+def test_tap_reads_inside_without_copying_and_keeps_every_mode():
+    model = ToyNet().eval()
+    model.layer1.train()  # a submodule in a mode of its own, as train_mode leaves frozen BatchNorm
+    network = surgery.tap(model, {"flatten": "pooled", "fc": "logits"})
+    assert model.layer1.training and not model.training and not model.bn1.training
+    assert {id(p) for p in network.parameters()} <= {id(p) for p in model.parameters()}
+    x = torch.randn(2, 3, 8, 8)
+    model.layer1.eval()
+    with torch.no_grad():
+        out = network(x)
+        assert torch.allclose(out["logits"], model(x))
+        assert torch.allclose(model.fc(out["pooled"]), out["logits"])
+
+
+def test_tap_follows_timm_and_torchvision_models():
+    x = torch.randn(1, 3, 64, 64)
+    for model, node in ((zoo.architecture("efficientnet_lite0"), "bn2"), (models.resnet18(weights=None), "layer4")):
+        model.eval()
+        with torch.no_grad():
+            maps = surgery.tap(model, {node: "maps"})(x)["maps"]
+        assert maps.shape[1] in (1280, 512) and maps.ndim == 4

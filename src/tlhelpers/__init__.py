@@ -12,13 +12,11 @@ One module per concept; import what a chapter needs explicitly, e.g.
 ``augment``         training and evaluation transforms, test-time flips
 **Training**
 --------------------------------------------------------------------------
-``surgery``         heads, blocks, freezing, train/eval modes, counts
+``surgery``         heads, blocks, freezing, modes, taps inside, counts
 ``features``        backbone features computed once and cached
-``heads``           linear heads on stored features
+``heads``           linear heads on features; a classifier in one file
 ``train``           the one training loop, schedules, gradual unfreezing
-``classifier``      a backbone plus a trained head, saved in one file
-``recipe``          training on a folder: what ``train`` runs
-``checkpoint``      a training run's resumable state
+``recipe``          training on a folder: what ``train`` runs, checkpoints
 ``distributed``     torchrun: processes, samplers, gathering
 **Using the features**
 --------------------------------------------------------------------------

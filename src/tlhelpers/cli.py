@@ -7,7 +7,7 @@ Commands:
     finds) and print what is usable; exit status 0 when it can be trained on, 1 when not.
 
 ``predict MODEL IMAGE [IMAGE ...] [--top K]``
-    classify photos with a file written by :meth:`tlhelpers.classifier.Classifier.save`
+    classify photos with a file written by :meth:`tlhelpers.heads.Classifier.save`
     (chapter 4) or an ONNX file written by ``export`` (chapter 7);
     exit status 0 when every image was classified, 1 when some could not
     be read, 2 when MODEL cannot be used.
@@ -90,7 +90,7 @@ def _report_saved(path: Path, detail: str) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from tlhelpers import data, zoo
-    from tlhelpers.classifier import Classifier, ClassifierFileError
+    from tlhelpers.heads import Classifier, ClassifierFileError
 
     if str(args.model).lower().endswith(".onnx"):
         from tlhelpers import onnx_inference
@@ -143,7 +143,7 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="classify photos with a saved classifier (chapter 4)",
         description="Print the classes of each IMAGE, most likely first, with their probabilities, using MODEL, "
-        "a file written by tlhelpers.classifier.Classifier.save or 'train', or an .onnx file written by "
+        "a file written by tlhelpers.heads.Classifier.save or 'train', or an .onnx file written by "
         "'export' (run with onnxruntime). Exit status 0 when every image was classified, "
         "1 when some could not be read (each is named with the reason), 2 when MODEL cannot be used.",
     )
@@ -217,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
-    from tlhelpers import checkpoint, data, distributed, recipe, zoo
+    from tlhelpers import data, distributed, recipe, zoo
 
     def refuse(message: str, status: int) -> int:
         if context.main:
@@ -228,7 +228,7 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
         return refuse(f"unknown backbone {args.backbone!r}; choose one of {', '.join(zoo.NAMES)}", 2)
     if args.val + args.test >= 1:
         return refuse(f"--val {args.val} and --test {args.test} leave no photos for training", 2)
-    ckpt = Path(args.checkpoint) if args.checkpoint else checkpoint.default_path(args.output)
+    ckpt = Path(args.checkpoint) if args.checkpoint else recipe.default_checkpoint_path(args.output)
 
     def output_problem() -> str | None:  # asked on the main process, the one that writes
         problem = recipe.writable_output(args.output, overwrite=args.overwrite)
@@ -237,7 +237,7 @@ def _train(args: argparse.Namespace, context, say: Callable[..., None]) -> int:
         if args.resume:
             return None if ckpt.is_file() else f"cannot resume: there is no checkpoint {ckpt}"
         if ckpt.exists() and not args.overwrite:
-            if not checkpoint.is_checkpoint_file(ckpt):
+            if not recipe.is_checkpoint_file(ckpt):
                 return f"{ckpt} exists and was not written by tlhelpers; pass --overwrite to replace it"
             return f"{ckpt} holds an unfinished run: add --resume to continue it, or --overwrite to start again"
         return recipe.writable_output(ckpt, overwrite=True)
@@ -511,7 +511,7 @@ def _calibration_photos(folder: str, count: int, split: dict | None) -> list:
 
 def run_export(args: argparse.Namespace) -> int:
     from tlhelpers import data, recipe, zoo
-    from tlhelpers.classifier import Classifier, ClassifierFileError
+    from tlhelpers.heads import Classifier, ClassifierFileError
 
     try:
         for module in ("onnx", "onnxruntime", "onnxscript"):  # each imported lazily by the export itself

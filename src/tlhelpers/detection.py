@@ -7,8 +7,8 @@ Three parts, in the order the chapter uses them:
   rectangle is its box, known to the pixel.  A :class:`SceneSet` remembers
   which photo went where, so a test can prove that no photo is in two splits.
 * **A torchvision detector on a zoo backbone.**  :func:`build` takes the
-  feature maps at strides 16 and 32 out of the classifier with torchvision's
-  ``create_feature_extractor`` (timm's wrapper of it for the packaged
+  feature maps at strides 16 and 32 out of the classifier with
+  :func:`tlhelpers.surgery.tap` (torchvision's ``create_feature_extractor``, timm's wrapper for the packaged
   EfficientNet-Lite0), adds a feature pyramid, and hands it to
   ``torchvision.models.detection.FasterRCNN`` with anchors sized for the
   scenes (:func:`anchors_for`).
@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 from tqdm.auto import tqdm
 
-from tlhelpers import data, runtime
+from tlhelpers import data, runtime, surgery
 
 # Feature maps at strides 16 and 32 of each zoo architecture (node names).
 NODES = {
@@ -229,14 +229,7 @@ def anchors_for(scenes: SceneSet, levels: int = 2, ratios: int = 3):
 
 
 def _extractor(model: nn.Module, name: str) -> nn.Module:
-    nodes = {node: str(i) for i, node in enumerate(NODES[name])}
-    if name == "efficientnet_lite0":  # timm's wrapper: torchvision's extractor, with timm's untraceable parts
-        from timm.models import create_feature_extractor as timm_extractor
-
-        return timm_extractor(model, nodes)
-    from torchvision.models.feature_extraction import create_feature_extractor
-
-    return create_feature_extractor(model, nodes)
+    return surgery.tap(model, {node: str(i) for i, node in enumerate(NODES[name])})
 
 
 class Pyramid(nn.Module):
@@ -363,7 +356,7 @@ def _features(detector: nn.Module, pixels: torch.Tensor, body: dict | None, inde
     """The detector's normalised inputs and pyramid maps; a cached body's maps when given."""
     from torchvision.models.detection.image_list import ImageList
 
-    device = next(detector.parameters()).device
+    device = surgery.model_device(detector)
     pixels = pixels.to(device)
     normalised = detector.transform.normalize(pixels) if pixels.ndim == 4 else pixels
     image_list = ImageList(normalised, [tuple(pixels.shape[-2:])] * len(pixels))
@@ -380,7 +373,7 @@ def body_features(detector: nn.Module, scenes: SceneSet, batch_size: int = 32) -
     :func:`fit` and :func:`predict` can take them from here instead.
     """
     body = detector.backbone.body
-    device = next(detector.parameters()).device
+    device = surgery.model_device(detector)
     was_training = body.training
     body.eval()
     out: dict[str, list] = {}

@@ -27,7 +27,7 @@ passes.  :func:`merge` copies the trained top back into the whole network,
 to use it on photos again.
 
 Blocks are those of :func:`tlhelpers.surgery.blocks`; which modules run
-before the last ``k`` blocks is read off one forward pass, so the same code
+before the last ``k`` blocks is read off the traced forward pass, so the same code
 works for ResNet, VGG and timm's EfficientNet.  :func:`top_model` checks that
 the top on the activations gives the network's own outputs and raises
 ``ValueError`` when it does not (a network that applies a function between
@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from tlhelpers import surgery
+from tlhelpers import features, surgery
 
 NOT_CAM_ABLE = "CAM needs a linear head right after global average pooling"
 
@@ -53,48 +53,31 @@ NOT_CAM_ABLE = "CAM needs a linear head right after global average pooling"
 def feature_maps(backbone_model: nn.Module, image_tensor: torch.Tensor) -> torch.Tensor:
     """The last convolutional feature maps (C × h × w) of one normalised image.
 
-    Taken from the input of the model's global pooling layer (timm's
-    ``global_pool``, torchvision's ``avgpool``) during one forward pass in eval
-    mode.  Raises ``ValueError`` unless the model's own head (or, without a
-    linear head, its output) receives exactly the spatial mean of these maps.
+    What the model's global pooling layer (timm's ``global_pool``,
+    torchvision's ``avgpool``) receives, read with
+    :func:`tlhelpers.features.feature_network` in eval mode on the model's
+    device.  Raises ``ValueError`` unless the model's head receives exactly
+    the spatial mean of these maps.
     """
     x = _batch_of_one(image_tensor)
-    pool = next(
-        (
-            getattr(backbone_model, name)
-            for name in ("global_pool", "avgpool")
-            if isinstance(getattr(backbone_model, name, None), nn.Module)
-        ),
-        None,
-    )
-    if pool is None:
-        raise ValueError(f"{NOT_CAM_ABLE}; {type(backbone_model).__name__} has no global_pool or avgpool layer")
-    try:
-        head = backbone_model.get_submodule(surgery.find_head_name(backbone_model))
-    except ValueError:  # a feature extractor whose head is nn.Identity: its output is the pooled vector
-        head = None
-    captured = {}
-    hooks = [pool.register_forward_pre_hook(lambda module, inputs: captured.update(maps=inputs[0]))]
-    if head is not None:
-        hooks.append(head.register_forward_pre_hook(lambda module, inputs: captured.update(pooled=inputs[0])))
-    try:
-        with surgery.evaluating(backbone_model), torch.no_grad():
-            output = backbone_model(x.to(next(backbone_model.parameters()).device))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    maps, pooled = captured["maps"].float(), captured.get("pooled", output).float()
+    name = type(backbone_model).__name__
+    with surgery.evaluating(backbone_model) as device, torch.no_grad():
+        try:
+            network = features.feature_network(backbone_model, ("maps", "pooled"))
+        except ValueError as error:
+            raise ValueError(f"{NOT_CAM_ABLE}: {error}") from error
+        outputs = network(x.to(device))
+    maps, pooled = outputs["maps"].float(), outputs["pooled"].float()
     if maps.ndim != 4 or pooled.ndim != 2 or pooled.shape[1] != maps.shape[1]:
         raise ValueError(
-            f"{NOT_CAM_ABLE}: in {type(backbone_model).__name__} the pooling sees "
+            f"{NOT_CAM_ABLE}: in {name} the pooling sees "
             f"{tuple(maps.shape[1:])} and the last linear layer {tuple(pooled.shape[1:])} values "
             "(VGG16's classifier, for one, has hidden layers in between)"
         )
     mean = maps.mean((2, 3))
     if not torch.allclose(pooled, mean, rtol=1e-4, atol=1e-4 * (1 + mean.abs().max().item())):
         raise ValueError(
-            f"{NOT_CAM_ABLE}: {type(backbone_model).__name__}'s head does not receive the plain "
-            "spatial mean of its last feature maps"
+            f"{NOT_CAM_ABLE}: {name}'s head does not receive the plain spatial mean of its last feature maps"
         )
     return maps[0]
 
@@ -221,10 +204,6 @@ def overlay_image(image, cam, alpha: float = 0.45, cmap: str = "jet") -> np.ndar
 # --------------------------------------------------------------------------- #
 
 
-class _Stop(Exception):
-    """Raised by the capturing hook: nothing above the split needs computing."""
-
-
 def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
@@ -240,23 +219,11 @@ def top_blocks(model: nn.Module, k: int, head_name: str | None = None) -> list[s
     return (body[len(body) - k :] if k else []) + [surgery.Block(head, (head,))]
 
 
-def _call_order(model: nn.Module, names: Iterable[str], example: torch.Tensor) -> list[str]:
-    """The modules called ``names`` in the order a forward pass first enters them."""
-    modules = dict(model.named_modules())
-    order: list[str] = []
-    handles = [
-        modules[name].register_forward_pre_hook(
-            lambda module, args, name=name: None if name in order else order.append(name)
-        )
-        for name in names
-    ]
-    try:
-        with torch.inference_mode():
-            model.eval()(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return order
+def _call_order(model: nn.Module, names: Iterable[str]) -> list[str]:
+    """The modules called ``names`` in the order the forward pass first enters them."""
+    nodes = surgery.graph_nodes(model)
+    first = {name: next((i for i, node in enumerate(nodes) if surgery.matches(node, name)), None) for name in names}
+    return sorted((name for name, index in first.items() if index is not None), key=first.get)
 
 
 def _candidates(model: nn.Module, head: str) -> set[str]:
@@ -283,32 +250,21 @@ def activations(
 
     ``batches`` yields ``(images, labels, ...)`` (a ``DataLoader``); ``None``
     batches are skipped.  The model runs in eval mode under
-    ``torch.inference_mode()`` on ``device`` (default: the model's) and stops
-    at the split, so the top is never computed; afterwards it is as it was
-    (:func:`tlhelpers.surgery.evaluating`).  The activations come back on the CPU, in float32.
+    ``torch.inference_mode()`` on ``device`` (default: the model's), read
+    with :func:`tlhelpers.surgery.tap` at the input of :func:`split_point`, so
+    the top is never computed; afterwards it is as it was
+    (:func:`tlhelpers.surgery.evaluating`).  The activations come back on the
+    CPU, in float32.
     """
     start = split_point(model, k, head_name)
-    captured: list[torch.Tensor] = []
-
-    def capture(module, args):
-        captured.append(args[0].float().cpu())
-        raise _Stop
-
-    handle = model.get_submodule(start).register_forward_pre_hook(capture)
     xs, ys = [], []
-    try:
-        with surgery.evaluating(model, device) as device, torch.inference_mode():
-            for batch in batches:
-                if batch is None:
-                    continue
-                try:
-                    model(batch[0].to(device))
-                except _Stop:
-                    pass
-                xs.append(captured.pop())
-                ys.append(batch[1].cpu())
-    finally:
-        handle.remove()
+    with surgery.evaluating(model, device) as device, torch.inference_mode():
+        network = surgery.tap(model, {surgery.input_node(model, start): "below"})
+        for batch in batches:
+            if batch is None:
+                continue
+            xs.append(network(batch[0].to(device))["below"].float().cpu())
+            ys.append(batch[1].cpu())
     if not xs:
         raise ValueError("the loader gave no usable batch")
     return TensorDataset(torch.cat(xs), torch.cat(ys))
@@ -321,17 +277,18 @@ def top_model(
 
     Every module that runs before the last ``k`` blocks is replaced by
     ``nn.Identity``; the last ``k`` blocks and the head are trainable (and
-    nothing else is left).  ``example`` is a batch of inputs of the size the
-    model will see (one photo is enough): the forward pass on it tells which
-    modules run first, and the copy's outputs on its activations are checked
-    against ``model``'s (``ValueError`` when they differ by more than ``atol``).
+    nothing else is left); which modules run first is read off the traced
+    forward pass (:func:`tlhelpers.surgery.graph_nodes`).  ``example`` is a
+    batch of inputs of the size the model will see (one photo is enough): the
+    copy's outputs on its activations are checked against ``model``'s
+    (``ValueError`` when they differ by more than ``atol``).
     ``model`` is not changed.
     """
     head = head_name or surgery.find_head_name(model)
     keep = [prefix for block in top_blocks(model, k, head) for prefix in block.prefixes]
     top = copy.deepcopy(model).cpu()
     example = example.cpu()
-    order = _call_order(top, _candidates(top, head), example)
+    order = _call_order(top, _candidates(top, head))
     first = min(order.index(prefix) for prefix in keep if prefix in order)
     replaced: list[str] = []
     for name in order[:first]:

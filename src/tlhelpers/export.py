@@ -1,6 +1,6 @@
 """A trained classifier as one ONNX file, and smaller int8 versions of it (chapter 7).
 
-:func:`to_onnx` exports a :class:`tlhelpers.classifier.Classifier` — backbone
+:func:`to_onnx` exports a :class:`tlhelpers.heads.Classifier` — backbone
 and head as one module in eval mode — with PyTorch's current exporter
 (``torch.onnx.export(..., dynamo=True)``), checks the result with
 ``onnx.checker`` and writes the class names and preprocessing into the file's
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tlhelpers import images, onnx_inference, optional
-from tlhelpers.classifier import Classifier, preprocessing
+from tlhelpers.heads import Classifier, preprocessing
 
 INPUT, OUTPUT = "image", "logits"
 MODES = ("dynamic", "static", "weights")

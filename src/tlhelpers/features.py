@@ -142,23 +142,49 @@ class FeatureSet:
 # --------------------------------------------------------------------------- #
 
 
+GLOBAL_POOLS = ("global_pool", "avgpool")  # timm's and torchvision's global pooling layers
+OUTPUTS = ("maps", "pooled", "logits")
+
+
+def feature_network(model: nn.Module, outputs=("pooled",), head_name: str | None = None) -> nn.Module:
+    """``model`` as a module that returns a dict of some of :data:`OUTPUTS` for an image batch.
+
+    ``"pooled"`` is what the head receives, N × D: ResNet-18's 512 pooled
+    features, VGG16's 4,096 outputs of ``classifier[:-1]``, timm's
+    EfficientNet-Lite0's 1,280 globally pooled features.  ``"maps"`` are the
+    last feature maps, N × C × h × w, what the global pooling layer
+    (``global_pool`` or ``avgpool``) receives; ``"logits"`` the head's output.
+    The head is ``head_name`` (default :func:`tlhelpers.surgery.find_head_name`).
+    Built with :func:`tlhelpers.surgery.tap`: it shares the model's weights,
+    computes nothing the outputs do not need, and runs the eval-mode graph
+    (use it inside :func:`tlhelpers.surgery.evaluating`).
+    """
+    unknown = set(outputs) - set(OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {OUTPUTS}")
+    nodes = surgery.graph_nodes(model)
+    wanted = {}
+    for output in outputs:
+        if output == "maps":
+            pool = next((name for name in GLOBAL_POOLS if isinstance(getattr(model, name, None), nn.Module)), None)
+            if pool is None:
+                raise ValueError(f"{type(model).__name__} has no global pooling layer ({' or '.join(GLOBAL_POOLS)})")
+            node = surgery.input_node(model, pool, nodes)
+        else:
+            head = head_name or surgery.find_head_name(model)
+            node = surgery.input_node(model, head, nodes) if output == "pooled" else head
+        wanted[node] = output
+    return surgery.tap(model, wanted)
+
+
 def pooled_features(model: nn.Module, x: torch.Tensor, head_name: str | None = None) -> torch.Tensor:
     """What the head of ``model`` receives for the batch ``x``, as N × D.
 
-    ResNet-18 gives the 512 pooled features, VGG16 the 4,096 outputs of
-    ``classifier[:-1]``, timm's EfficientNet-Lite0 the 1,280 globally pooled
-    features.  The model runs as it is (mode, device, no copy); a hook reads
-    the input of its head, ``head_name`` (default
-    :func:`tlhelpers.surgery.find_head_name`).
+    :func:`feature_network`'s ``"pooled"`` output, for one batch: the model
+    runs as it is (device, no copy) with the eval-mode graph; for many
+    batches build the network once, as :func:`extract` does.
     """
-    head = model.get_submodule(head_name or surgery.find_head_name(model))
-    seen = []
-    hook = head.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0]))
-    try:
-        model(x)
-    finally:
-        hook.remove()
-    return seen[-1].flatten(1)
+    return feature_network(model, ("pooled",), head_name)(x)["pooled"].flatten(1)
 
 
 def embed(backbone, pictures) -> torch.Tensor:
@@ -344,10 +370,11 @@ def extract(
     ``model`` is an ``nn.Module`` or a :class:`tlhelpers.zoo.Backbone`, whose
     ``transforms``, ``name`` and ``head_name`` are then the defaults of
     ``transform``, ``name`` and ``head_name``.  The features are what the head
-    receives (:func:`pooled_features`), computed in eval mode under
-    ``torch.inference_mode()`` in float32 on ``device`` (default
-    :func:`tlhelpers.runtime.pick_device`; the model is moved there for the
-    pass and back afterwards), channels-last where that is faster
+    receives (:func:`feature_network`), computed in eval mode under
+    ``torch.inference_mode()`` in float32 on ``device`` (default: the
+    model's; the chapters pass :func:`tlhelpers.runtime.pick_device`), with
+    the model's device and modes put back afterwards
+    (:func:`tlhelpers.surgery.evaluating`), channels-last where that is faster
     (:func:`tlhelpers.surgery.prefers_channels_last`), in batches of
     ``batch_size`` photos (default :func:`extraction_batch_size`), with a
     ``tqdm.auto`` progress bar.  Unreadable
@@ -384,7 +411,7 @@ def extract(
                 from_cache=True,
             )
 
-    device = torch.device(device) if device is not None else runtime.pick_device()
+    device = torch.device(device) if device is not None else surgery.model_device(model)
     batch_size = batch_size or extraction_batch_size(device)
     channels_last = surgery.prefers_channels_last(device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -402,12 +429,13 @@ def extract(
     )
     chunks, labels, kept = [], [], []
     with surgery.evaluating(model, device, channels_last), torch.inference_mode():
+        network = feature_network(model, ("pooled",), head_name)
         for batch in tqdm(loader, desc=f"features ({name})", leave=False, disable=not progress):
             if batch is None:
                 continue
             x, y, index = batch
             x = x.to(device, memory_format=layout)
-            chunks.append(pooled_features(model, x, head_name).float().cpu())
+            chunks.append(network(x)["pooled"].flatten(1).float().cpu())
             labels.append(y.long())
             kept.extend(index.tolist())
     kept_set = set(kept)

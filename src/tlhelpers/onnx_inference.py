@@ -134,7 +134,7 @@ class OnnxClassifier:
     """An exported classifier run by onnxruntime on the CPU: the reference predictor.
 
     ``OnnxClassifier(path).rank(images)`` gives what
-    :meth:`tlhelpers.classifier.Classifier.rank` gives for the PyTorch model:
+    :meth:`tlhelpers.heads.Classifier.rank` gives for the PyTorch model:
     ``[(class, probability), …]`` per image, most likely first.  ``threads``
     limits onnxruntime's threads (default: its own choice).
     """

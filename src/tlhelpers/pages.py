@@ -337,55 +337,31 @@ TASK_ASSETS = {
 def page_network(backbone):
     """``image → (ImageNet logits, pooled features, last feature maps)`` of a zoo backbone, as one module.
 
-    timm models give the three through ``forward_features``, ``forward_head(…,
-    pre_logits=True)`` and their classifier; torchvision models through
-    ``create_feature_extractor`` on the node before the global pooling, the
-    node before the head, and the head.  The pooled features must be the
-    spatial mean of the maps (class activation maps need that), which VGG16's
-    are not: it raises ``ValueError`` there.
+    A float32 copy on the CPU, read with
+    :func:`tlhelpers.features.feature_network`.  The pooled features must be
+    the spatial mean of the maps (class activation maps need that), which
+    VGG16's are not: it raises ``ValueError`` there.
     """
     import torch
     from torch import nn
 
+    from tlhelpers import features
+
     model = copy.deepcopy(backbone.model).float().cpu().eval()
-    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
 
-        class TimmOutputs(nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+    class PageOutputs(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
 
-            def forward(self, image):
-                maps = self.net.forward_features(image)
-                pooled = self.net.forward_head(maps, pre_logits=True)
-                return self.net.get_classifier()(pooled), pooled, maps
+        def forward(self, image):
+            out = self.net(image)
+            return out["logits"], out["pooled"].flatten(1), out["maps"]
 
-        network = TimmOutputs(model)
-    else:
-        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
-
-        names = get_graph_node_names(model)[1]
-        if "avgpool" not in names or backbone.head_name not in names:
-            raise ValueError(f"{backbone.label} has no global average pooling right before its head")
-        extractor = create_feature_extractor(
-            model,
-            {
-                names[names.index("avgpool") - 1]: "maps",
-                names[names.index(backbone.head_name) - 1]: "pooled",
-                backbone.head_name: "logits",
-            },
-        )
-
-        class TorchvisionOutputs(nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
-
-            def forward(self, image):
-                out = self.net(image)
-                return out["logits"], out["pooled"].flatten(1), out["maps"]
-
-        network = TorchvisionOutputs(extractor)
+    try:
+        network = PageOutputs(features.feature_network(model, ("logits", "pooled", "maps"), backbone.head_name))
+    except ValueError as error:
+        raise ValueError(f"{backbone.label} has no global average pooling right before its head") from error
     with torch.no_grad():
         logits, pooled, maps = network(torch.zeros(1, 3, 224, 224))
     if maps.ndim != 4 or pooled.shape[1] != maps.shape[1] or not torch.allclose(pooled, maps.mean((2, 3)), atol=1e-4):
@@ -450,7 +426,7 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
     pages state it).  Deterministic:
     the same photos, package and libraries give the same files.
     """
-    from tlhelpers import classifier, data, export, features, heads, neighbours, zoo
+    from tlhelpers import data, export, features, heads, neighbours, zoo
 
     out = Path(out)
     staging = out.with_name(out.name + ".partial")
@@ -467,7 +443,7 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
     train_fs = feats.select(splits["train"])
     # Chapter 4's "classic" head (and chapter 7's): SGD on the cached features, seed 0.
     head, _ = heads.fit_linear(train_fs, epochs=25, lr=1e-3, optimizer="sgd", momentum=0.9, batch_size=32, seed=0)
-    prep = classifier.preprocessing(backbone.transforms)
+    prep = heads.preprocessing(backbone.transforms)
     calibration = data.per_class(splits["train"], CALIBRATION_PER_CLASS, seed=0).files
     check = data.per_class(splits["test"], CHECK_PER_CLASS, seed=0)
     from tlhelpers import __version__
@@ -505,7 +481,7 @@ def build(out: str | os.PathLike, root: str | os.PathLike | None = None, runtime
         )
         export.quantize(fp32, staging / "raw" / "backbone.onnx", mode=BACKBONE_MODE, calibration_photos=calibration)
         log("exporting chapter 7's classifier and quantizing it to static int8")
-        clf = classifier.Classifier(backbone, head.eval(), list(animals.classes))
+        clf = heads.Classifier(backbone, head.eval(), list(animals.classes))
         clf_fp32 = export.to_onnx(clf, tmp / "classifier-fp32.onnx")
         export.quantize(clf_fp32, staging / "raw" / "classifier.onnx", mode="static", calibration_photos=calibration)
 

@@ -7,7 +7,7 @@ frozen backbone's features (:func:`tlhelpers.features.extract`), trains a
 linear head with Adam for at least 300 steps (chapter 4's data-efficiency
 recipe, which suits a handful of photos as well as thousands), and measures
 it on the validation and test photos.  The result holds a
-:class:`tlhelpers.classifier.Classifier` ready to save.
+:class:`tlhelpers.heads.Classifier` ready to save.
 
 :func:`writable_output` says, before any long step, whether a classifier file
 can be written to a path without overwriting a file that tlhelpers did not
@@ -37,7 +37,7 @@ Every mode runs the same epoch loop (:func:`tlhelpers.train.one_epoch`),
 validates after each epoch, keeps the weights of the best epoch (highest
 validation accuracy, then lowest validation loss), stops when ``patience``
 epochs bring nothing better, and writes a checkpoint after every epoch
-(:mod:`tlhelpers.checkpoint`) from which ``resume=True`` goes on exactly
+(:func:`save_checkpoint`) from which ``resume=True`` goes on exactly
 where the run stopped.  Under torchrun the model is wrapped in
 ``DistributedDataParallel`` and the batches are shared out by
 :class:`tlhelpers.distributed.EpochSampler`; only the main process writes
@@ -51,15 +51,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -67,8 +70,6 @@ from tqdm.auto import tqdm
 
 from tlhelpers import (
     augment,
-    checkpoint,
-    classifier,
     data,
     distributed,
     features,
@@ -104,7 +105,7 @@ class TrainingResult:
     counts (rows: true class, columns: predicted class).
     """
 
-    classifier: classifier.Classifier
+    classifier: heads.Classifier
     report: data.CheckReport
     counts: dict[str, dict[str, int]]
     accuracy: dict[str, float | None]
@@ -179,7 +180,7 @@ def train_on_folder(
         accuracy[key] = (predictions == part.labels).float().mean().item()
         confusion[key] = tables.confusion_counts(part.labels, predictions, n)
     return TrainingResult(
-        classifier=classifier.Classifier(
+        classifier=heads.Classifier(
             backbone, head.eval(), list(images.classes), split={"seed": seed, "val": val, "test": test}
         ),
         report=report,
@@ -192,14 +193,14 @@ def train_on_folder(
 
 
 def is_classifier_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a file written by :meth:`tlhelpers.classifier.Classifier.save`."""
+    """Whether ``path`` holds a file written by :meth:`tlhelpers.heads.Classifier.save`."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError:
         raise  # cannot tell: the caller says so, instead of "not written by tlhelpers"
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
         return False  # not a torch file, truncated, corrupt
-    return isinstance(payload, dict) and payload.get("format") == classifier.FORMAT
+    return isinstance(payload, dict) and payload.get("format") == heads.FORMAT
 
 
 def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_classifier_file) -> str | None:
@@ -227,6 +228,125 @@ def writable_output(path: str | os.PathLike, overwrite: bool = False, kind=is_cl
             pass
     except OSError as error:
         return f"cannot write to the folder {path.parent} ({error.strerror or error})"
+    return None
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoints: a training run's resumable state
+# --------------------------------------------------------------------------- #
+# A checkpoint holds everything a run needs to go on as if it had never
+# stopped: the model's, optimizer's, scheduler's and gradient scaler's states,
+# the random states of every process, the epochs done, the history, the best
+# epoch and its weights, and the run's identity (folder, classes, files,
+# split, backbone, settings).  It is written atomically after every epoch, so
+# a run killed at any moment leaves the previous epoch's checkpoint intact.
+
+
+CHECKPOINT_FORMAT = "tlhelpers.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read, or belongs to another run."""
+
+
+def default_checkpoint_path(model_path: str | os.PathLike) -> Path:
+    """Where the checkpoint of a run that writes ``model_path`` goes: ``model.pt`` → ``model.ckpt``."""
+    return Path(model_path).with_suffix(".ckpt")
+
+
+def files_digest(images) -> str:
+    """SHA-256 of an ``ImageSet``'s class names and of its files (relative to its root) with their labels."""
+    digest = hashlib.sha256(repr(list(images.classes)).encode())
+    for path, label in zip(images.files, images.labels):
+        digest.update(f"{runtime.shown_path(path, images.root)}|{int(label)}\n".encode())
+    return digest.hexdigest()
+
+
+def rng_state() -> dict:
+    """The random states of Python, NumPy, PyTorch's CPU generator and its CUDA generators, as plain data."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write a checkpoint (``state`` plus the format marker) atomically; returns the path."""
+    return runtime.save_atomically({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state}, path)
+
+
+def is_checkpoint_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a checkpoint written by :func:`save_checkpoint` (so a new run may replace it)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile):
+        return False
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; raises :class:`CheckpointError` naming the file.
+
+    The file holds tensors and plain data only (read with ``weights_only=True``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume from: {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(error).__name__})") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint written by 'python -m tlhelpers train'")
+    if payload.get("format_version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {payload.get('format_version')!r}; "
+            f"this tlhelpers reads version {CHECKPOINT_VERSION} only"
+        )
+    return payload
+
+
+# What must be equal to resume, in the order the refusal names them, with the words it uses.
+CHECKPOINT_IDENTITY = (
+    ("folder", "was made from the folder {saved}, not {now}"),
+    ("classes", "was made with the classes {saved}, not {now}"),
+    ("files", "was made from other photos in the folder (files were added, removed or renamed)"),
+    ("backbone", "was made with the backbone {saved}, not {now}"),
+    ("backbone_sha256", "was made from other {backbone} weights than the ones here"),
+    ("fine_tune", "was made with --fine-tune {saved}, not {now}"),
+    ("split", "was made with the split {saved}, not {now}"),
+    ("settings", "was made with the settings {saved}, not {now}"),
+)
+
+
+def checkpoint_mismatch(saved: dict, now: dict, path: str | os.PathLike) -> str | None:
+    """Why the checkpoint at ``path`` with identity ``saved`` cannot continue the run ``now``, or ``None``."""
+    for key, words in CHECKPOINT_IDENTITY:
+        if saved.get(key) != now.get(key):
+            if key == "settings":
+                before, after = saved.get(key) or {}, now[key]
+                differ = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+                was = ", ".join(f"--{k.replace('_', '-')} {before.get(k)}" for k in differ)
+                wanted = ", ".join(f"--{k.replace('_', '-')} {after.get(k)}" for k in differ)
+                return f"{path} was made with {was}, not {wanted}; give the same options to resume"
+            return f"{path} " + words.format(saved=saved.get(key), now=now.get(key), backbone=now.get("backbone"))
     return None
 
 
@@ -432,7 +552,7 @@ def run(
     See the module docstring for the modes.  ``epochs`` is the most the run
     may take (default: :func:`head_epochs` for ``head``, 5 for fine-tuning);
     ``batch_size`` is the global batch, shared out over the processes.
-    ``checkpoint_path`` defaults to :func:`tlhelpers.checkpoint.default_path`
+    ``checkpoint_path`` defaults to :func:`default_checkpoint_path`
     of ``output``; it is written after every epoch by the main process and
     removed once ``output`` is written.  ``resume=True`` continues from it and
     raises :class:`RunRefused` when it was made from another folder, other
@@ -452,7 +572,7 @@ def run(
     lr = lr or defaults["lr"]
     body_lr = None if fine_tune == "head" else (body_lr or defaults["body_lr"])
     output = Path(output)
-    ckpt_path = Path(checkpoint_path) if checkpoint_path else checkpoint.default_path(output)
+    ckpt_path = Path(checkpoint_path) if checkpoint_path else default_checkpoint_path(output)
     report = report if report is not None else data.check(folder)
     images = usable_images(report)
     splits = data.split(images, val=val, test=test, seed=seed)
@@ -478,7 +598,7 @@ def run(
             model = nn.Linear(feats.dim, n_classes)
         from_cache = feats.from_cache
     else:
-        prep = classifier.preprocessing(backbone.transforms)
+        prep = heads.preprocessing(backbone.transforms)
         augmented = augment.train_transform(prep["crop_size"][0], prep["mean"], prep["std"], policy="jitter")
         train_set = data.ImageDataset(splits["train"], augmented)
         val_set, test_set = (data.ImageDataset(splits[name], backbone.transforms) for name in ("val", "test"))
@@ -496,7 +616,7 @@ def run(
     identity = {
         "folder": str(Path(folder).resolve()),
         "classes": list(images.classes),
-        "files": checkpoint.files_digest(images),
+        "files": files_digest(images),
         "backbone": backbone.name,
         "backbone_sha256": pretrained,
         "fine_tune": fine_tune,
@@ -509,10 +629,10 @@ def run(
 
         def read() -> dict | str:
             try:
-                state = checkpoint.load(ckpt_path)
-            except checkpoint.CheckpointError as error:
+                state = load_checkpoint(ckpt_path)
+            except CheckpointError as error:
                 return str(error)
-            return checkpoint.mismatch(state.get("identity", {}), identity, ckpt_path) or state
+            return checkpoint_mismatch(state.get("identity", {}), identity, ckpt_path) or state
 
         saved = distributed.from_main(read, context)
         if isinstance(saved, str):
@@ -539,7 +659,7 @@ def run(
             scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         if len(saved["rng"]) == context.world_size:
-            checkpoint.set_rng_state(saved["rng"][context.rank])
+            set_rng_state(saved["rng"][context.rank])
         history, best, done, stopped = saved["history"], saved["best"], saved["epoch"], saved["stopped"]
         say(
             f"Resuming from {ckpt_path}: {done} of {epochs} epochs done"
@@ -548,10 +668,10 @@ def run(
         )
     ddp = distributed.wrap(model, context)
 
-    def save_checkpoint(epoch: int) -> None:
-        rng = distributed.gather(checkpoint.rng_state(), context)
+    def checkpoint_after(epoch: int) -> None:
+        rng = distributed.gather(rng_state(), context)
         if context.main:
-            checkpoint.save(
+            save_checkpoint(
                 {
                     "identity": identity,
                     "epoch": epoch,
@@ -568,7 +688,7 @@ def run(
             )
 
     if saved is None:
-        save_checkpoint(0)
+        checkpoint_after(0)
     threads = runtime.threads(1) if fine_tune == "head" and not cuda else contextlib.nullcontext()
     epoch = done
     try:
@@ -616,7 +736,7 @@ def run(
                         "model": _state(model),
                     }
                 stopped = bool(patience) and row["val_acc"] is not None and epoch - best["epoch"] >= patience
-                save_checkpoint(epoch)
+                checkpoint_after(epoch)
                 shown = {"train_loss": row["train_loss"], "train_acc": row["train_acc"], "val_acc": row["val_acc"]}
                 bar.set_postfix({k: round(v, 3) for k, v in shown.items() if v is not None})
                 if fine_tune != "head":
@@ -634,11 +754,11 @@ def run(
     split = {"seed": seed, "val": val, "test": test}
     model.eval().cpu()
     if fine_tune == "head":
-        result_classifier = classifier.Classifier(backbone, model, list(images.classes), split=split)
+        result_classifier = heads.Classifier(backbone, model, list(images.classes), split=split)
     else:
         head = copy.deepcopy(model.get_submodule(head_name))
         backbone.model = model.to(memory_format=torch.contiguous_format)
-        result_classifier = classifier.Classifier(backbone, head, list(images.classes), split=split, fine_tuned=True)
+        result_classifier = heads.Classifier(backbone, head, list(images.classes), split=split, fine_tuned=True)
     if context.main:
         result_classifier.save(output)
         ckpt_path.unlink(missing_ok=True)

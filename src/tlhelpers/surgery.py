@@ -299,6 +299,12 @@ def train_mode(model: nn.Module, frozen_bn_eval: bool = True, all_bn_eval: bool 
     return model
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
 @contextlib.contextmanager
 def evaluating(
     model: nn.Module, device: torch.device | str | None = None, channels_last: bool = False
@@ -307,7 +313,7 @@ def evaluating(
 
     The one device-and-mode policy of every inference helper: evaluation,
     flip TTA, cached activations, class activation maps, feature extraction
-    and :class:`tlhelpers.classifier.Classifier` run the model on ``device``
+    and :class:`tlhelpers.heads.Classifier` run the model on ``device``
     (default: where the model is) in eval mode, and afterwards put the model
     back on its device and every submodule back in its own mode.
     ``model.train(previous)`` would not do: it would also wake frozen
@@ -315,8 +321,7 @@ def evaluating(
     ``channels_last=True`` also stores the convolution weights channels-last
     for the block (:func:`prefers_channels_last`), and contiguous again after.
     """
-    parameter = next(model.parameters(), None)
-    before = parameter.device if parameter is not None else torch.device("cpu")
+    before = model_device(model)
     device = before if device is None else torch.device(device)
     modes = [(module, module.training) for module in model.modules()]
     model.to(device)
@@ -344,6 +349,78 @@ def prefers_channels_last(device: torch.device | str) -> bool:
     Apple's MPS backend is left as it is.
     """
     return torch.device(device).type in ("cpu", "cuda")
+
+
+# --------------------------------------------------------------------------- #
+# Reading what runs inside a network
+# --------------------------------------------------------------------------- #
+
+
+def _traced_by_timm(model: nn.Module) -> bool:
+    return type(model).__module__.startswith("timm.")
+
+
+@contextlib.contextmanager
+def _modes_kept(model: nn.Module) -> Iterator[None]:
+    """Tracing sets the whole model to train and eval mode; put every submodule's own mode back."""
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def graph_nodes(model: nn.Module) -> list[str]:
+    """The operations of ``model``'s forward pass in eval mode, in the order they run.
+
+    The names are torch.fx's: a module's dotted name (``"layer4.0.conv1"``),
+    an operation inside a module (``"layer4.1.add"``), ``"x"`` for the
+    input.  torchvision's ``get_graph_node_names`` traces the model; timm's
+    models go through timm's version of it, which knows their untraceable
+    parts.
+    """
+    if _traced_by_timm(model):
+        from timm.models import get_graph_node_names
+    else:
+        from torchvision.models.feature_extraction import get_graph_node_names
+    with _modes_kept(model):
+        return get_graph_node_names(model)[1]
+
+
+def input_node(model: nn.Module, module_name: str, nodes: list[str] | None = None) -> str:
+    """The node whose output the module ``module_name`` receives: the one that runs right before it.
+
+    ``nodes`` is :func:`graph_nodes` of ``model``, when already at hand.
+    Raises ``ValueError`` when the module does not run in the forward pass.
+    """
+    nodes = graph_nodes(model) if nodes is None else nodes
+    first = next((i for i, node in enumerate(nodes) if matches(node, module_name)), None)
+    if not first:
+        raise ValueError(f"{module_name!r} does not run in {type(model).__name__}'s forward pass")
+    return nodes[first - 1]
+
+
+def tap(model: nn.Module, nodes: dict[str, str]) -> nn.Module:
+    """``model`` as a module that returns ``{name: output of node}`` for ``nodes = {node: name}``.
+
+    The one way the package reads what a network computes inside (features,
+    feature maps, cached activations, detection's feature maps): torchvision's
+    ``create_feature_extractor``, timm's wrapper of it for timm's models.  The
+    result shares ``model``'s parameters (nothing is copied) and runs only
+    what the requested outputs need.  It starts with the eval-mode graph
+    (``.train()`` switches it to the training graph); for inference, call it
+    inside :func:`evaluating` so that the layers are in eval mode too.
+    Tracing leaves every submodule of ``model`` in its own mode.
+    """
+    if _traced_by_timm(model):
+        from timm.models import create_feature_extractor
+    else:
+        from torchvision.models.feature_extraction import create_feature_extractor
+    with _modes_kept(model):
+        network = create_feature_extractor(model, nodes)
+    network.training = False  # selects the eval graph; the shared layers keep their modes
+    return network
 
 
 # --------------------------------------------------------------------------- #

@@ -82,11 +82,6 @@ class History:
         return self.rows[index]
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def _inputs(batch, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = batch[0], batch[1]
     x = x.to(device, non_blocking=True)
@@ -220,7 +215,7 @@ def one_epoch(
     ``frozen_bn_eval`` and ``all_bn_eval``.  ``loss`` and ``acc`` are means
     over the batches this process saw.
     """
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else surgery.model_device(model)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     if scaler is None:
         scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")

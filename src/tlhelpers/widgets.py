@@ -240,9 +240,7 @@ def teach_explorer(
     from tlhelpers import data, features, heads
 
     def vector(image) -> torch.Tensor:
-        with torch.inference_mode():
-            batch = backbone.transforms(image).unsqueeze(0)
-            return features.pooled_features(backbone.model.eval(), batch, backbone.head_name)[0]
+        return features.embed(backbone, [image])[0]
 
     def feature_set(classes: dict[str, list]) -> features.FeatureSet:
         rows = [(v, label) for label, items in enumerate(classes.values()) for _, v in items]
