@@ -131,6 +131,7 @@ def test_predict_unusable_onnx_file_exits_2(tmp_path, photos, capsys):
     assert captured.out == "" and captured.err.startswith("error: ") and str(bad) in captured.err
 
 
+@pytest.mark.slow
 def test_python_dash_m_predict_onnx_smoke(fp32_file, photos):
     result = subprocess.run(
         [sys.executable, "-m", "tlhelpers", "predict", str(fp32_file), str(photos[0]), "--top", "1"],

@@ -67,6 +67,7 @@ def assert_same(a: dict, b: dict, **tolerance) -> None:
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.slow
 def test_fine_tune_last_block_saves_the_backbone_and_predict_uses_it(folder, cache, tmp_path, capsys):
     out = tmp_path / "model.pt"
     assert train_cli(folder, "-o", out, "--fine-tune", "last-block", "--epochs", "2", "--batch-size", "4") == 0
@@ -90,6 +91,7 @@ def test_fine_tune_last_block_saves_the_backbone_and_predict_uses_it(folder, cac
     assert cli.main(["predict", str(out), str(photo)]) == 0
 
 
+@pytest.mark.slow
 def test_head_mode_stops_early_and_keeps_the_best_epoch(folder, cache, tmp_path, capsys):
     out = tmp_path / "model.pt"
     assert train_cli(folder, "-o", out, "--epochs", "40", "--patience", "2", "--lr", "0.5") == 0

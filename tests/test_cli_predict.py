@@ -80,6 +80,7 @@ def test_predict_rejects_top_0(model_file, photos):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_predict_smoke(model_file, photos, tmp_path):
     bad = BAD_MAKERS["text.jpg"](tmp_path / "text.jpg")
     result = subprocess.run(

@@ -62,6 +62,7 @@ def test_recipe_split_leaves_out_unreadable_files(tmp_path, cache):
     assert result.confusion["test"].sum() == sum(result.counts["test"].values())
 
 
+@pytest.mark.slow
 def test_tiny_classes_have_no_held_out_photos(tmp_path, cache, capsys):
     folder = make_dataset(tmp_path / "pets", {"cats": 1, "dogs": 2})
     assert train(folder, "-o", tmp_path / "m.pt") == 0
@@ -170,6 +171,7 @@ def test_confusion_matrix_and_its_table():
     assert table[1].split() == ["cats", "1", "1", "0"]
 
 
+@pytest.mark.slow
 def test_python_dash_m_train_smoke(tmp_path):
     folder = make_dataset(tmp_path / "pets", {"cats": 2})
     (folder / "dogs").mkdir()

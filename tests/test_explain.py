@@ -89,6 +89,7 @@ def test_one_image_only(random_resnet18):
         explain.class_activation_map(random_resnet18, random_resnet18.fc, torch.randn(2, 3, 64, 64))
 
 
+@pytest.mark.slow
 def test_vgg16_is_refused():
     vgg = models.vgg16(weights=None).eval()
     with pytest.raises(ValueError, match="CAM needs a linear head right after global average pooling"):

@@ -171,6 +171,7 @@ def _crop_view(job: dict, image: np.ndarray) -> np.ndarray:
     return np.rint(scaled * 255.0).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_page_preprocessing_is_the_python_reference_bit_for_bit(tmp_path):
     jobs, expected = _cases(tmp_path)
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))

@@ -92,6 +92,7 @@ def test_page_network_gives_logits_pooled_features_and_maps_of_a_torchvision_mod
     assert model.training is False and next(model.parameters()).requires_grad  # the zoo model is not changed
 
 
+@pytest.mark.slow
 def test_page_network_refuses_vgg16():
     model = torchvision.models.vgg16(weights=None).eval()
     backbone = zoo.Backbone(
