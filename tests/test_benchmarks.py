@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # run.py imports report from there
 report = importlib.import_module("report")
 run = importlib.import_module("run")
 
-NOTEBOOKS, FROZEN_HEAD, REAL_PATH, PAGES, TEACH = range(5)  # the budgets, in order
+NOTEBOOKS, NOTEBOOK_GOAL, EXTRACTION, FROZEN_HEAD, REAL_PATH, PAGES, TEACH = range(7)  # the budgets, in order
 MODELS = ("resnet18", "vgg16", "efficientnet_lite0")
 PAGE_TASKS = [
     ("01_pretrained_inference", "imagenet", 85.0),
@@ -326,7 +326,7 @@ def test_write_gives_json_markdown_and_index(tmp_path):
 
 def test_every_budget_is_listed_and_unmeasured_ones_are_not_checked():
     result = fabricated()
-    assert verdicts(result) == ["met", "met", "not checked", "not checked", "not checked"]
+    assert verdicts(result) == ["met", "not met", "not met", "met", "not checked", "not checked", "not checked"]
     assert [b.measured for b in result.budgets][REAL_PATH:] == ["not measured"] * 3
 
 
@@ -334,7 +334,25 @@ def test_budgets_not_met():
     result = fabricated()
     result.notebooks.total_seconds = 601.0
     result.frozen_head.speedup = 9.9
-    assert [b.verdict for b in report.budgets(result)][:2] == ["not met", "not met"]
+    budgets = report.budgets(result)
+    assert budgets[NOTEBOOKS].verdict == budgets[FROZEN_HEAD].verdict == "not met"
+
+
+def test_the_goals_for_the_whole_book_and_for_extraction():
+    result = fabricated()  # 410 s
+    goal = report.budgets(result)[NOTEBOOK_GOAL]
+    assert goal.verdict == "not met" and "04_chapter" in goal.note  # the slowest
+    result.notebooks.total_seconds = 180.0
+    assert report.budgets(result)[NOTEBOOK_GOAL].verdict == "met"
+    extraction = report.budgets(result)[EXTRACTION]  # 12.8 photos/s for every model
+    assert extraction.verdict == "not met" and "68 % short" in extraction.note
+    for run in result.extraction.runs:
+        run.images_per_s = 40.0
+    assert report.budgets(result)[EXTRACTION].verdict == "met"
+    result.extraction.runs = [r for r in result.extraction.runs if r.model != "resnet18"]
+    assert report.budgets(result)[EXTRACTION].verdict == "not checked"
+    gpu = fabricated("cuda").budgets
+    assert gpu[EXTRACTION].verdict == gpu[NOTEBOOK_GOAL].verdict == "not checked"
 
 
 def test_a_failed_chapter_fails_the_notebook_budget():
@@ -357,7 +375,7 @@ def test_quick_and_partial_runs_check_no_budget():
     quick = fabricated(
         quick=True, real_path=real_path_data(quick=True), pages={**pages_data(quick=True), "teach": teach_data()}
     )
-    assert verdicts(quick) == ["not checked"] * 5
+    assert verdicts(quick) == ["not checked"] * 7
     assert all(b.measured != "not measured" for b in quick.budgets)
     partial = fabricated()
     partial.notebooks.complete = False
