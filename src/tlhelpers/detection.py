@@ -322,20 +322,6 @@ def build(
     )
 
 
-def param_groups(detector: nn.Module, head_lr: float, body_lr: float) -> list[dict]:
-    """The optimizer's groups: the body's trainable parameters at ``body_lr``, the rest at ``head_lr``.
-
-    A frozen body has no group.  Like :func:`tlhelpers.surgery.param_groups`
-    for a classifier: the pretrained part learns more slowly than the new parts.
-    """
-    body, rest = [], []
-    for key, parameter in detector.named_parameters():
-        if parameter.requires_grad:
-            (body if key.startswith("backbone.body.") else rest).append(parameter)
-    groups = [{"params": rest, "lr": head_lr}]
-    return groups + ([{"params": body, "lr": body_lr}] if body else [])
-
-
 def trainable_counts(detector: nn.Module) -> dict[str, int]:
     """Trainable and total parameters of the body, and trainable ones of everything else."""
     counts = {"body": 0, "body total": 0, "rest": 0}

@@ -480,18 +480,24 @@ def _percent(part: int, whole: int) -> str:
     return f"{share:.1f}" if share == 0 or share >= 0.1 else f"{share:.3f}"
 
 
-def param_groups(model: nn.Module, head_lr: float, body_lr: float, head_name: str | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, head_lr: float, body_lr: float, head_name: str | None = None, *, body: str | None = None
+) -> list[dict]:
     """Optimizer parameter groups with one learning rate for the head and another for the rest.
 
     Discriminative learning rates, as in fastai's ``fine_tune``: the pretrained
-    body moves slowly, the new head quickly.  Only trainable parameters are
-    included and an empty group is left out; each group carries a ``"name"``
-    (``"body"`` or ``"head"``).  Use as ``torch.optim.AdamW(param_groups(...))``.
+    body moves slowly, the new head quickly.  The head is ``head_name``
+    (default :func:`find_head_name`); or ``body``, a module's name, says which
+    part is pretrained and everything else is new (a detector's
+    ``"backbone.body"``).  Only trainable parameters are included and an
+    empty group is left out; each group carries a ``"name"`` (``"body"`` or
+    ``"head"``).  Use as ``torch.optim.AdamW(param_groups(...))``.
     """
-    head = head_name or find_head_name(model)
+    head = None if body is not None else head_name or find_head_name(model)
     groups = {"body": [], "head": []}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            groups["head" if matches(name, head) else "body"].append(parameter)
+            in_head = not matches(name, body) if body is not None else matches(name, head)
+            groups["head" if in_head else "body"].append(parameter)
     lrs = {"body": body_lr, "head": head_lr}
     return [{"name": name, "params": params, "lr": lrs[name]} for name, params in groups.items() if params]
