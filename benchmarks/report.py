@@ -1,10 +1,11 @@
 """Result files of ``benchmarks/run.py``: their format, the budgets, and the Markdown.
 
 A result is a :class:`Result`, one dataclass per section of its JSON file (a section is ``None``, ``null``
-in the file, when it was skipped).  :func:`from_dict` reads one and names the field of a malformed file.
-:func:`write` stores ``<tag>.json`` (:func:`machine_tag`, format :data:`FORMAT`) and ``<tag>.md``
-(:func:`render_markdown`) and regenerates ``index.md`` (:func:`render_index`): the latest result per kind
-of device, which ``book/timings.md`` includes between the markers of :data:`MARKERS`.
+in the file, when it was skipped).  :func:`from_dict` reads one and names the field of a malformed file;
+:func:`budgets` checks it against the book's budgets.  :func:`write` stores ``<tag>.json`` (:func:`machine_tag`,
+format :data:`FORMAT`) and ``<tag>.md`` (:func:`render_markdown`: per section a heading, one sentence and one
+table) and regenerates ``index.md`` (:func:`render_index`): the latest result per kind of device, which
+``book/timings.md`` includes between the markers of :data:`MARKERS`.
 """
 
 from __future__ import annotations
@@ -583,55 +584,21 @@ def _teach_budget(result: Result) -> Budget:
 # Markdown
 # --------------------------------------------------------------------------- #
 
-
-def _verdict(passed: bool, detail: str = "") -> str:
-    """A run's result cell: passed or **failed**, with what else it said."""
-    return ("passed" if passed else "**failed**") + (f" ({detail})" if detail else "")
-
-
-def _section(title: str, paragraph: str) -> list[str]:
-    return [f"## {title}", "", paragraph, ""]
-
-
-def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
-    return [tables.markdown(header, rows, align, pad=False), ""]
-
-
-def describe_cache(cache: FeatureCache) -> str:
-    where, written = cache.where, cache.files_written
-    if cache.state == "warm":
-        return (
-            f"**warm**: every feature set the chapters need was already in the feature cache ({where}; "
-            f"no cache file was written during the run). This is what `make test` sees from its second run on."
-        )
-    if cache.state == "cold":
-        return (
-            f"**cold**: the feature cache ({where}) was empty, so the chapters computed and stored "
-            f"{written} feature set(s) during the run, as on a first `make test`."
-        )
-    return (
-        f"**partly warm**: {written} feature set(s) were computed and stored in the feature cache ({where}) "
-        "during the run; the others were already there."
-    )
+_CACHE_NOTES = {  # what a FeatureCache.state means for the chapters' run
+    "warm": "every feature set was there already, as from the second `make test` on",
+    "cold": "it was empty, so the chapters stored {written}, as on a first `make test`",
+    "partly warm": "the chapters stored {written}, the others were there already",
+}
 
 
 def render_markdown(result: Result) -> str:
-    """The result as Markdown tables: machine, budgets with verdicts, then each measurement."""
+    """The result as Markdown: per section a heading, one sentence on what was measured and how, and a table."""
     lines = [f"# Benchmarks on `{result.tag}`", ""]
-    when = result.date.replace("T", " ").replace("Z", " UTC")
-    lines += [f"Measured on {when} with `{result.command}`.", ""]
     if result.quick:
-        lines += [
-            "**Quick run**: a few photos, batches and epochs, to test the benchmark script. "
-            "These numbers say little; the budgets were not checked.",
-            "",
-        ]
-    lines += _machine_md(result.machine)
-    lines += ["## Budgets", ""]
-    verdicts = [f"**{b.verdict}**" + (f" ({b.note})" if b.note else "") for b in result.budgets]
-    rows = [[b.name, b.limit, b.measured, verdict] for b, verdict in zip(result.budgets, verdicts)]
-    lines += _table(["Budget", "Limit", "Measured", "Verdict"], rows)
+        lines += ["**Quick run**: a few photos, batches and epochs, to test the script; no budget was checked.", ""]
     sections = [
+        (result, _machine_md),
+        (result.budgets, _budgets_md),
         (result.notebooks, _notebooks_md),
         (result.real_path, _real_path_md),
         (result.extraction, _extraction_md),
@@ -647,20 +614,30 @@ def render_markdown(result: Result) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _machine_md(m: Machine) -> list[str]:
+def _section(title: str, sentence: str, header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A heading, its sentence and its table (none without rows)."""
+    table = [tables.markdown(header, rows, align or None, pad=False), ""] if rows else []
+    return [f"## {title}", "", sentence, "", *table]
+
+
+def _verdict(passed: bool, detail: str = "") -> str:
+    """A run's result cell: passed or **failed**, with what else it said."""
+    return ("passed" if passed else "**failed**") + (f" ({detail})" if detail else "")
+
+
+def _machine_md(result: Result) -> list[str]:
+    m = result.machine
     if m.device == "cpu":
         device = "CPU only (no GPU)"
     elif m.device == "cuda":
-        device = f"CUDA GPU: {m.gpu}" + (f", {m.gpu_memory_gib:.0f} GiB" if m.gpu_memory_gib else "")
-        device += f" (CUDA {m.cuda})" if m.cuda else ""
+        memory = f", {m.gpu_memory_gib:.0f} GiB" if m.gpu_memory_gib else ""
+        device = f"CUDA GPU: {m.gpu}{memory}" + (f" (CUDA {m.cuda})" if m.cuda else "")
     else:
         device = f"{m.device}: {m.gpu or ''}".rstrip(": ")
     precision = (
-        "float16 autocast (mixed precision) and channels-last memory in every training "
-        "loop (`train.fit`'s defaults); `features.extract` runs in float32"
+        "float16 autocast and channels-last memory in training (`train.fit`'s defaults), float32 extraction"
         if m.device == "cuda"
-        else "float32; `features.extract` channels-last in batches of 8, training in the default "
-        "memory layout (mixed precision is for CUDA)"
+        else "float32; `features.extract` channels-last in batches of 8, training in the default memory layout"
     )
     rows = [
         ["Device", device],
@@ -669,152 +646,125 @@ def _machine_md(m: Machine) -> list[str]:
         ["System", m.platform],
         ["Precision", precision],
     ]
-    return ["## Machine", ""] + _table(["Part", "This machine"], rows)
+    when = result.date.replace("T", " ").replace("Z", " UTC")
+    return _section("Machine", f"Measured on {when} with `{result.command}`.", ["Part", "This machine"], rows)
+
+
+def _budgets_md(budgets: list[Budget]) -> list[str]:
+    sentence = "The book's limits and goals against this run; a quick or partial run, or a skipped one, checks none."
+    rows = [[b.name, b.limit, b.measured, f"**{b.verdict}**", b.note] for b in budgets]
+    return _section("Budgets", sentence, ["Budget", "Limit", "Measured", "Verdict", "Note"], rows)
 
 
 def _notebooks_md(nb: Notebooks) -> list[str]:
-    lines = _section(
-        "Chapters under `pytest --nbval`",
-        f"Each chapter re-executed and compared with its stored outputs, as `make test` does: "
-        f"`{nb.command}`, one pytest process per chapter.",
+    cache = nb.feature_cache
+    state = _CACHE_NOTES[cache.state].format(written=_count(cache.files_written, "feature set"))
+    sentence = (
+        f"Each chapter re-executed and compared with its stored outputs, one pytest process each, as `make test` "
+        f"runs them (`{nb.command}`); feature cache ({cache.where}) **{cache.state}**: {state}."
     )
-    lines += [f"Feature cache: {describe_cache(nb.feature_cache)}", ""]
     rows = [[f"`{r.notebook}`", duration(r.seconds), _verdict(r.passed, r.summary)] for r in nb.runs]
     rows.append(["**Total**", f"**{duration(nb.total_seconds)}**", "" if nb.complete else "only some chapters"])
-    return lines + _table(["Chapter", "Wall time", "Result"], rows, "lrl")
+    return _section("Chapters under `pytest --nbval`", sentence, ["Chapter", "Wall time", "Result"], rows, "lrl")
 
 
 def _real_path_md(rp: RealPath) -> list[str]:
-    lines = _section(
-        "Chapters on the real path",
-        f"Every chapter executed again without output comparison on the torchvision path, as `make test` "
-        f"does after the regression run: `{rp.command}`. Stand-in checkpoints (the real ResNet-18 and "
-        f"VGG16 architectures with random weights), {rp.photos_per_class} photos per class, "
-        f"`QUICK_RUN = True`; budget `cpu` is `FULL_BUDGET = False`, `full` is `FULL_BUDGET = True` "
-        f"(run only for the chapters whose code reads `FULL_BUDGET`). "
-        f"Setup (checkpoints, photo links): {duration(rp.setup_seconds)}.",
+    sentence = (
+        f"Every chapter run again without comparing outputs, on the torchvision path with stand-in checkpoints "
+        f"(ResNet-18 and VGG16, random weights), {rp.photos_per_class} photos per class and `QUICK_RUN = True` "
+        f"(`{rp.command}`; budget `full` sets `FULL_BUDGET = True` in the chapters that read it, `cpu` sets it "
+        f"to `False`); setup (checkpoints, photo links) took {duration(rp.setup_seconds)}."
     )
     notes = [_count(r.notes, "note") if r.notes else "" for r in rp.runs]
     rows = [[f"`{r.notebook}`", r.budget, duration(r.seconds), _verdict(r.passed, n)] for r, n in zip(rp.runs, notes)]
-    whole = "" if rp.complete else "only some chapters or budgets"
-    rows.append(["**Whole run**", "", f"**{duration(rp.total_seconds)}**", whole])
-    return lines + _table(["Chapter", "Budget", "Wall time", "Result"], rows, "llrl")
+    rows.append(["**Whole run**", "", f"**{duration(rp.total_seconds)}**", "" if rp.complete else "only some runs"])
+    return _section("Chapters on the real path", sentence, ["Chapter", "Budget", "Wall time", "Result"], rows, "llrl")
 
 
 def _extraction_md(ex: Extraction) -> list[str]:
-    lines = _section(
-        "Feature extraction",
-        f"`features.extract` (cache off, float32) over {ex.images} photos of the animals set at "
-        f"{ex.size} px, batches of {ex.batch_size}, JPEG decoding and resizing included "
-        f"(in the main process). {ex.weights}",
+    sentence = (
+        f"`features.extract` (cache off, float32) over {ex.images} photos of the animals set at {ex.size} px in "
+        f"batches of {ex.batch_size}, JPEG decoding and resizing included (in the main process). {ex.weights}"
     )
     rows = [[zoo.title(r.model), f"{r.images_per_s:.1f}", f"{r.seconds:.1f}"] for r in ex.runs]
-    return lines + _table(["Model", "Images/s", f"Seconds for {ex.images} photos"], rows, "lrr")
+    return _section("Feature extraction", sentence, ["Model", "Photos/s", f"Seconds for {ex.images}"], rows, "lrr")
 
 
 def _frozen_head_md(fh: FrozenHead) -> list[str]:
-    lines = _section(
-        "Frozen backbone, trained head: two ways",
-        f"{zoo.title(fh.model)} with a new 3-class head, {fh.epochs} epochs on {fh.images} training "
-        f"photos ({fh.per_class} per class) at {fh.size} px, batches of {fh.batch_size}.",
+    sentence = (
+        f"{zoo.title(fh.model)} with a new 3-class head, {fh.epochs} epochs on {fh.images} photos ({fh.per_class} "
+        f"per class) at {fh.size} px in batches of {fh.batch_size}, trained two ways; speed-ups over the classic way."
     )
-    classic = "Classic: `train.fit` with the backbone frozen, which re-runs it on the photos every epoch"
-    cached = (
-        f"Cached: `features.extract` once ({duration(fh.extract_seconds)}) + "
-        f"`heads.fit_linear` ({duration(fh.head_seconds)})"
-    )
+    cached = f"Cached: `features.extract` once ({duration(fh.extract_seconds)}) + `heads.fit_linear`"
     rows = [
-        [classic, duration(fh.classic_seconds)],
-        [cached, duration(fh.cached_seconds)],
-        ["Cached, features already on disk (warm cache)", duration(fh.warm_cache_seconds)],
+        ["Classic: `train.fit`, the frozen backbone re-run every epoch", duration(fh.classic_seconds), ""],
+        [f"{cached} ({duration(fh.head_seconds)})", duration(fh.cached_seconds), f"**{fh.speedup:.1f}×**"],
+        ["Cached, features already on disk", duration(fh.warm_cache_seconds), f"**{fh.warm_speedup:.0f}×**"],
     ]
-    speedups = (
-        f"Speed-up of the cached way: **{fh.speedup:.1f}×** counting the extraction, "
-        f"**{fh.warm_speedup:.0f}×** with a warm cache."
-    )
-    return lines + _table(["Way", "Wall time"], rows, "lr") + [speedups, ""]
+    return _section("Frozen backbone, trained head", sentence, ["Way", "Wall time", "Speed-up"], rows, "lrr")
 
 
 def _inference_md(inf: Inference) -> list[str]:
-    lines = _section(
-        "Shipping: PyTorch, ONNX and int8 (chapter 7)",
-        f"A 3-class classifier (backbone + head) run by PyTorch, and exported to ONNX (float32, dynamic "
-        f"int8, static int8 calibrated on {inf.calibration_photos} photos) and run by onnxruntime, "
-        f"each on {_count(inf.threads, 'CPU thread')}: latency at batch 1 (median) and throughput at "
-        f"batch {inf.batch_size} over {inf.photos} photos, preprocessing excluded. "
-        f"{inf.weights}",
+    sentence = (
+        f"A 3-class classifier run by PyTorch and, exported to ONNX (float32, dynamic int8, static int8 calibrated "
+        f"on {inf.calibration_photos} photos), by onnxruntime, on {_count(inf.threads, 'CPU thread')}, over "
+        f"{inf.photos} photos (the median latency), preprocessing excluded. {inf.weights}"
     )
-    header = ["Model", "Variant", "File size (MB)", "Latency at batch 1 (ms)", f"Images/s at batch {inf.batch_size}"]
+    header = ["Model", "Variant", "File size (MB)", "Latency at batch 1 (ms)", f"Photos/s at batch {inf.batch_size}"]
     rows = [
         [zoo.title(r.model), r.variant, f"{r.size_mb:.1f}", f"{r.latency_ms:.1f}", f"{r.images_per_s:.1f}"]
         for r in inf.runs
     ]
-    return lines + _table(header, rows, "llrrr")
+    return _section("Shipping: PyTorch, ONNX and int8 (chapter 7)", sentence, header, rows, "llrrr")
 
 
 def _pages_md(pg: Pages) -> list[str]:
-    lines = _section(
-        "The book's pages answering a photo",
-        f"The built book served from this machine (127.0.0.1) to headless {pg.browser}, a fresh browser "
-        f"(nothing cached) for each page, and photos uploaded through each explorer's own file input: "
-        f"onnxruntime-web (WebAssembly, one thread) answers them in the page with the files `make book` "
-        f"builds from {pg.backbone}. *Download*: the files the page fetches for its model, besides "
-        f"{pages.megabytes(pg.runtime_bytes)} for the runtime that every page shares (once per visit). "
-        f"*Model load*: from choosing the first photo until the model is ready, the runtime included; the "
-        f"files come from the same machine, so this is the time to unpack and compile them, not to download "
-        f"them. *First photo*: from choosing it until its answer is on the page, the load included. "
-        f"*One photo*: from reading the file to the answer once the model is loaded, the median over "
-        f"{_count(pg.photos, 'photo')} of the test split.",
+    sentence = (
+        f"The built book served from this machine (127.0.0.1) to headless {pg.browser}, a fresh one per page, "
+        f"answering photos uploaded through its file inputs with onnxruntime-web (WebAssembly, one thread) and the "
+        f"files built from {pg.backbone}; the download leaves out the {pages.megabytes(pg.runtime_bytes)} runtime "
+        f"all pages share, the model load is the time to unpack and compile the files (not to fetch them), and the "
+        f"first photo includes that load."
     )
-    if pg.runs:
-        header = ["Chapter", "What runs", "Download", "Model load", "First photo", f"One photo (median of {pg.photos})"]
-        times = [[milliseconds(ms) for ms in (r.load_ms, r.first_answer_ms, r.answer_ms)] for r in pg.runs]
-        rows = [[f"`{r.chapter}`", r.what, pages.megabytes(r.bytes), *t] for r, t in zip(pg.runs, times)]
-        lines += _table(header, rows, "llrrrr")
-    tc = pg.teach
-    if tc is not None:
+    header = ["Chapter", "What runs", "Download", "Model load", "First photo", f"Later photos (median of {pg.photos})"]
+    times = [[milliseconds(ms) for ms in (r.load_ms, r.first_answer_ms, r.answer_ms)] for r in pg.runs]
+    rows = [[f"`{r.chapter}`", r.what, pages.megabytes(r.bytes), *t] for r, t in zip(pg.runs, times)]
+    lines = _section("The book's pages answering a photo", sentence, header, rows, "llrrrr")
+    if pg.teach is not None:
+        tc = pg.teach
         lines += [
-            f"*Chapter 4's teaching tool*, in a fresh browser too: three classes named after the "
-            f"animals, given {_count(tc.photos, 'photo')} of the training split (all but the last "
-            f"added a class at a time; the backbone loaded in {milliseconds(tc.load_ms)}). "
-            f"Photo {tc.photos}, added on its own, took {milliseconds(tc.last_photo_ms)} from "
-            f"choosing it until the head and its leave-one-out accuracy were recomputed (its features "
-            f"included), and a first test photo {milliseconds(tc.first_answer_ms)} from choosing it "
-            f"until its answer was on the page: **{duration(tc.seconds)}** from the last photo "
-            f"added to the first answer.",
+            f"Chapter 4's teaching tool (a fresh browser too; backbone loaded in {milliseconds(tc.load_ms)}), "
+            f"given {tc.photos} training photos in three classes, learnt the last one (its features, the head and "
+            f"its leave-one-out accuracy) in {milliseconds(tc.last_photo_ms)} and answered a first test photo in "
+            f"{milliseconds(tc.first_answer_ms)}: **{duration(tc.seconds)}** from the last photo added to the first "
+            "answer.",
             "",
         ]
-    if pg.failed:
-        lines += ["**Not answered**: " + "; ".join(pg.failed), ""]
-    return lines
+    return lines + (["**Not answered**: " + "; ".join(pg.failed), ""] if pg.failed else [])
 
 
 def _finetune_md(ft: Finetune) -> list[str]:
-    lines = _section(
-        "Full fine-tuning",
-        f"Every layer trained (Adam), batches of {ft.batch_size} at {ft.size} px "
-        f"({ft.size_note}), photos decoded beforehand as in chapter 3; "
-        f"{_count(ft.batches, 'batch')} timed after {_count(ft.warmup_batches, 'warm-up batch')}. "
-        f"{ft.weights}",
+    sentence = (
+        f"Every layer trained (Adam) in batches of {ft.batch_size} at {ft.size} px ({ft.size_note}) on photos "
+        f"decoded beforehand, as in chapter 3; {_count(ft.batches, 'batch')} timed after "
+        f"{_count(ft.warmup_batches, 'warm-up batch')}. {ft.weights}"
     )
     rows = [[zoo.title(r.model), f"{r.images_per_s:.1f}"] for r in ft.runs]
-    return lines + _table(["Model", "Training images/s"], rows, "lr")
+    return _section("Full fine-tuning", sentence, ["Model", "Training photos/s"], rows, "lr")
 
 
 def _vector_search_md(vs: VectorSearch) -> list[str]:
-    lines = _section(
-        "Searching many feature vectors",
-        f"Chapter 6's scaling experiment at larger sizes: {vs.data}, {vs.dim} features each. "
-        f"Exact search (one matrix product in PyTorch) against a faiss inverted-file index (IVF, √N "
-        f"lists, {vs.nprobe} visited per query); query time per query, the best of a few batches of "
-        f"{vs.queries} queries, and recall@{vs.k} of the index against the exact answer.",
+    sentence = (
+        f"Chapter 6's experiment at larger sizes, on {vs.data}, {vs.dim} features each: exact search (one matrix "
+        f"product) against a faiss IVF index (√N lists, {vs.nprobe} visited per query), the best of a few batches of "
+        f"{vs.queries} queries, and the index's recall of the exact {vs.k} nearest."
     )
     header = ["Vectors", "Exact, ms/query", "IVF, ms/query", "IVF build", "Lists", f"Recall@{vs.k}"]
     rows = [
         [f"{r.n:,}", f"{r.exact_ms:.3f}", f"{r.approx_ms:.3f}", duration(r.build_s), str(r.nlist), f"{r.recall:.3f}"]
         for r in vs.runs
     ]
-    return lines + _table(header, rows, "rrrrrr")
+    return _section("Searching many feature vectors", sentence, header, rows, "rrrrrr")
 
 
 # --------------------------------------------------------------------------- #
@@ -835,44 +785,36 @@ def load_results(folder: Path) -> list[Result]:
     return sorted(results, key=lambda r: r.date)
 
 
-def latest_per_device(results: list[Result]) -> dict[str, Result]:
-    return {device_kind(r): r for r in sorted(results, key=lambda r: r.date)}
-
-
 def render_index(results: list[Result], folder: str = "/benchmarks/results") -> str:
     """``index.md``: a table of the latest result per kind of device, then each one's Markdown, included.
 
     ``folder`` is where the result files are, as an include path from the book's root (a leading ``/``
     means the root in Sphinx), so the nested includes work from whichever page includes this file.
     """
-    latest = latest_per_device(results)
-    rows = []
+    latest = {device_kind(r): r for r in sorted(results, key=lambda r: r.date)}
+    rows, parts = [], []
     for kind, title in DEVICE_TITLES.items():
         result = latest.get(kind)
         if result is None:
             rows.append([title, "none yet", "", f"no {title} measurement has been recorded yet"])
-            continue
-        m = result.machine
-        machine = (f"{m.gpu}, " if kind == "gpu" and m.gpu else "") + f"{m.cpu_model}, {m.cpu_cores} cores"
-        rows.append([title, f"`{result.tag}`" + (" (quick run)" if result.quick else ""), result.date[:10], machine])
-    lines = [GENERATED, "", "Latest result per device:", ""]
-    lines += _table(["Device", "Result", "Date", "Machine"], rows)
-    others = sorted(r.tag for r in results if r not in latest.values())
-    if others:
-        lines += ["Older or other results in the same folder: " + ", ".join(f"`{t}`" for t in others) + ".", ""]
-    for kind, title in DEVICE_TITLES.items():
-        start, end = MARKERS[kind]
-        result = latest.get(kind)
-        if result is None:
             machine = "with a CUDA GPU" if kind == "gpu" else "without a GPU"
             part = [
                 f"No {title} measurement has been recorded yet: run `make bench` on a machine {machine} "
                 "and commit the files it writes to `benchmarks/results/`."
             ]
         else:
+            m = result.machine
+            machine = (f"{m.gpu}, " if kind == "gpu" and m.gpu else "") + f"{m.cpu_model}, {m.cpu_cores} cores"
+            shown = f"`{result.tag}`" + (" (quick run)" if result.quick else "")
+            rows.append([title, shown, result.date[:10], machine])
             part = [f"```{{include}} {folder.rstrip('/')}/{result.tag}.md", ":heading-offset: 2", "```"]
-        lines += [start, "", *part, "", end, ""]
-    return "\n".join(lines).rstrip() + "\n"
+        parts += [MARKERS[kind][0], "", *part, "", MARKERS[kind][1], ""]
+    lines = [GENERATED, "", "Latest result per device:", ""]
+    lines += [tables.markdown(["Device", "Result", "Date", "Machine"], rows, pad=False), ""]
+    others = sorted(r.tag for r in results if r not in latest.values())
+    if others:
+        lines += ["Older or other results in the same folder: " + ", ".join(f"`{t}`" for t in others) + ".", ""]
+    return "\n".join(lines + parts).rstrip() + "\n"
 
 
 def write(result: Result, folder: Path) -> tuple[Path, Path, Path]:
@@ -897,18 +839,11 @@ def render_folder(folder: Path) -> list[Path]:
     return written + [write_index(folder)]
 
 
-def write_index(folder: Path, include_folder: str | None = None) -> Path:
-    folder = Path(folder)
+def write_index(folder: Path) -> Path:
+    """Regenerate ``folder/index.md``, its includes pointing at ``folder`` from the book's root when inside it."""
+    folder, root = Path(folder).resolve(), Path(__file__).resolve().parents[1]
+    include = "/" + folder.relative_to(root).as_posix() if folder.is_relative_to(root) else folder.as_posix()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "index.md"
-    path.write_text(render_index(load_results(folder), include_folder or _include_folder(folder)))
+    path.write_text(render_index(load_results(folder), include))
     return path
-
-
-def _include_folder(folder: Path) -> str:
-    """``/benchmarks/results`` for a folder inside the repository (the book's root), else its absolute path."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        return "/" + folder.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return folder.resolve().as_posix()

@@ -498,6 +498,7 @@ def test_markdown_has_a_section_and_well_formed_tables_per_measurement(data):
         assert len({len(row) for row in table}) == 1, table
     machine, budgets, *sections = tables
     assert len(budgets) == 1 + len(result.budgets)
+    assert [row[3:] for row in budgets[1:]] == [[f"**{b.verdict}**", b.note] for b in result.budgets]
     for section, table in zip(measured, sections):
         total = 1 if isinstance(section, (report.Notebooks, report.RealPath)) else 0
         rows = 3 if isinstance(section, report.FrozenHead) else len(section.runs) + total
