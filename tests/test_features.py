@@ -290,3 +290,20 @@ def test_extract_runs_where_the_model_is_unless_told(images, cache, monkeypatch)
     monkeypatch.setattr(runtime, "pick_device", lambda: pytest.fail("the model's device is the default"))
     fs = features.extract(CountingNet(), images, TO_TENSOR, cache=False, progress=False)
     assert len(fs) == len(images)
+
+
+def test_a_models_feature_network_is_built_once_while_its_modules_stay():
+    import gc
+    import weakref
+
+    model = models.resnet18(weights=None).eval()
+    network = features.feature_network(model)
+    assert features.feature_network(model) is network
+    assert features.feature_network(model, ("maps", "pooled")) is not network
+    model.fc = nn.Linear(512, 3)  # another head: traced again
+    rebuilt = features.feature_network(model)
+    assert rebuilt is not network and features.feature_network(model) is rebuilt
+    alive = weakref.ref(model)
+    del model, network, rebuilt
+    gc.collect()
+    assert alive() is None  # the networks do not keep their model alive

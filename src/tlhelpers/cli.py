@@ -470,20 +470,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         help="seed of the split, of the head's initial weights, of the batches and of the augmentation (default: 0)",
     )
-    parser.add_argument(
-        "--val",
-        type=_fraction,
-        default=0.15,
-        metavar="FRACTION",
-        help="share of each class held back for validation (default: 0.15)",
-    )
-    parser.add_argument(
-        "--test",
-        type=_fraction,
-        default=0.15,
-        metavar="FRACTION",
-        help="share of each class held back for the test (default: 0.15)",
-    )
+    for flag, part in (("--val", "validation"), ("--test", "the test")):
+        parser.add_argument(
+            flag,
+            type=_fraction,
+            default=0.15,
+            metavar="FRACTION",
+            help=f"share of each class held back for {part} (default: 0.15)",
+        )
     parser.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the feature cache (see TLHELPERS_CACHE)"
     )

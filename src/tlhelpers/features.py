@@ -39,6 +39,7 @@ import os
 import pickle
 import re
 import warnings
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +143,7 @@ class FeatureSet:
 # --------------------------------------------------------------------------- #
 
 
+_NETWORKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → {key: its feature network}
 GLOBAL_POOLS = ("global_pool", "avgpool")  # timm's and torchvision's global pooling layers
 OUTPUTS = ("maps", "pooled", "logits")
 
@@ -162,6 +164,18 @@ def feature_network(model: nn.Module, outputs=("pooled",), head_name: str | None
     unknown = set(outputs) - set(OUTPUTS)
     if unknown:
         raise ValueError(f"unknown outputs {sorted(unknown)}; choose from {OUTPUTS}")
+    # Tracing takes a few tenths of a second, and class activation maps and
+    # Classifier.rank ask once per photo: a model keeps its networks while its
+    # modules are the same objects (the networks hold them, so no id is reused).
+    key = (tuple(outputs), head_name, tuple(map(id, model.modules())))
+    built = _NETWORKS.setdefault(model, {})
+    if key not in built:
+        built.clear()
+        built[key] = _build_feature_network(model, outputs, head_name)
+    return built[key]
+
+
+def _build_feature_network(model: nn.Module, outputs, head_name: str | None) -> nn.Module:
     nodes = surgery.graph_nodes(model)
     wanted = {}
     for output in outputs:
