@@ -299,7 +299,9 @@ def test_a_models_feature_network_is_built_once_while_its_modules_stay():
     model = models.resnet18(weights=None).eval()
     network = features.feature_network(model)
     assert features.feature_network(model) is network
-    assert features.feature_network(model, ("maps", "pooled")) is not network
+    maps = features.feature_network(model, ("maps", "pooled"))
+    assert maps is not network and features.feature_network(model) is network  # both kept
+    assert features.feature_network(model, ("maps", "pooled")) is maps
     model.fc = nn.Linear(512, 3)  # another head: traced again
     rebuilt = features.feature_network(model)
     assert rebuilt is not network and features.feature_network(model) is rebuilt

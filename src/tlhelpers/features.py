@@ -167,10 +167,12 @@ def feature_network(model: nn.Module, outputs=("pooled",), head_name: str | None
     # Tracing takes a few tenths of a second, and class activation maps and
     # Classifier.rank ask once per photo: a model keeps its networks while its
     # modules are the same objects (the networks hold them, so no id is reused).
-    key = (tuple(outputs), head_name, tuple(map(id, model.modules())))
-    built = _NETWORKS.setdefault(model, {})
+    modules = tuple(map(id, model.modules()))
+    built = _NETWORKS.get(model)
+    if built is None or built["modules"] != modules:  # new, or a module was replaced
+        built = _NETWORKS[model] = {"modules": modules}
+    key = (tuple(outputs), head_name)
     if key not in built:
-        built.clear()
         built[key] = _build_feature_network(model, outputs, head_name)
     return built[key]
 
